@@ -1,0 +1,547 @@
+/**
+ * One client request's journey: provider choice with failover, the upstream call, the answer
+ * streamed or passed back whole, and the metering when it ends, however it ends.
+ *
+ * Failover is possible until the first byte reaches the client: a non-streamed answer is held
+ * until it is complete, a streamed one is committed with its first body chunk. After that a
+ * failure ends the stream with an error event in the API's shape, and what was streamed is
+ * billed (estimated where the provider had not reported it yet).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SidecarConfig } from '../spec/config';
+import type { ApiShape } from '../spec/providers';
+import { costUsd, type TokenUsage } from '../spec/prices';
+import type { ApiDialect, StreamMeter } from './api/dialect';
+import { withStreamUsage } from './api/openai';
+import { clientResponseHeaders, forwardedRequestHeaders, retryAfterMs, type ForwardedRequestHeaders } from './http/headers';
+import type { UpstreamCall, UpstreamCallbacks, UpstreamError } from './http/origin-pool';
+import type { ResponseHeaders } from './http/response-parser';
+import { estimateInputTokens, tokensForBytes } from './metering/estimate';
+import { recordUsage, type FailoverReason, type RequestMeters, type RuntimeMetrics } from './metering/metrics';
+import type { PriceBook } from './metering/price-book';
+import type { InFlightList, Linked } from './in-flight';
+import { SseSplitter } from './sse';
+import type { UpstreamProvider } from './upstream/provider';
+
+/** What an exchange needs from the running process. */
+export interface ExchangeContext {
+  readonly config: SidecarConfig;
+  readonly agent: string;
+  readonly metrics: RuntimeMetrics;
+  readonly prices: PriceBook;
+  readonly providers: Readonly<Record<ApiShape, readonly UpstreamProvider[]>>;
+  readonly inFlight: InFlightList<Exchange>;
+  readonly draining: boolean;
+}
+
+const enum Phase {
+  None,
+  /** Request sent, no response body byte yet. */
+  AwaitingFirstByte,
+  /** Receiving the body: the idle timeout applies. */
+  Receiving,
+}
+
+/** Stable error codes agents can branch on. */
+export const ErrorCode = {
+  upstreamUnavailable: 'upstream_unavailable',
+  upstreamTimeout: 'upstream_timeout',
+  invalidRequest: 'invalid_request_error',
+  requestTooLarge: 'request_too_large',
+  modelNotPriced: 'model_not_priced',
+} as const;
+
+const MAX_ERROR_BODY = 64 * 1024;
+const CLIENT_CLOSED = 499;
+const NO_MODEL = 'none';
+
+/** A parsed LLM request (chat completion or message). */
+export interface LlmRequest {
+  readonly body: Record<string, unknown>;
+  readonly raw: Buffer;
+  readonly model: string;
+  readonly stream: boolean;
+}
+
+export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
+  prevInFlight: Exchange | null = null;
+  nextInFlight: Exchange | null = null;
+  private readonly startedAt = performance.now();
+  private readonly forwarded: ForwardedRequestHeaders;
+  private readonly candidates: readonly UpstreamProvider[];
+  // Failure bookkeeping, allocated on the first failure (most requests never fail).
+  private failedIn: Map<UpstreamProvider, number> | null = null;
+  private retryAfter: Map<UpstreamProvider, number> | null = null;
+  private failures: string[] | null = null;
+  private bodies: Map<string, Buffer> | null = null;
+  private upstreamBody: Record<string, unknown> | undefined;
+  private dropInjectedUsage = false;
+
+  private provider: UpstreamProvider | null = null;
+  private call: UpstreamCall | null = null;
+  /** The provider whose single half-open trial slot this request holds, if any. */
+  private trialHolder: UpstreamProvider | null = null;
+  private attempts = 0;
+  private lastReason: FailoverReason | null = null;
+  private lastTimedOut = false;
+
+  private status = 0;
+  private headers: ResponseHeaders | null = null;
+  private errorBody: Buffer[] | null = null;
+  private errorBytes = 0;
+  private chunks: Buffer[] = [];
+  private bodyBytes = 0;
+  private streaming = false;
+  private splitter: SseSplitter | null = null;
+  private meter: StreamMeter | null = null;
+  private committed = false;
+  private finished = false;
+  private ttftObserved = false;
+  private servedModel: string | undefined;
+
+  // Timeouts are checked by the runtime's ticker (checkTimeouts), not a timer per request.
+  private phase = Phase.None;
+  private phaseSince = 0;
+  private activity = 0;
+  private seenActivity = 0;
+  private backoff: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly ctx: ExchangeContext,
+    private readonly dialect: ApiDialect,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    /** The parsed request for LLM endpoints; undefined for pass-through paths. */
+    private readonly llm: LlmRequest | undefined,
+    private readonly passthroughBody: Buffer | null = null,
+  ) {
+    this.forwarded = forwardedRequestHeaders(req.rawHeaders);
+    this.candidates = ctx.providers[dialect.shape];
+    if (llm && dialect.shape === 'openai') {
+      const prepared = withStreamUsage(llm.body);
+      this.dropInjectedUsage = prepared.injected;
+      if (prepared.injected) this.upstreamBody = prepared.body;
+    }
+  }
+
+  start(): void {
+    this.ctx.inFlight.add(this);
+    this.ctx.metrics.inFlightOf(this.ctx.agent).value++;
+    this.res.on('close', () => this.onClientClose());
+    this.nextAttempt();
+  }
+
+  // ---- provider choice and failover ----------------------------------------------------------
+
+  private nextAttempt(): void {
+    if (this.finished) return;
+    const { retry } = this.ctx.config;
+    if (this.attempts >= retry.maxAttempts) return this.failAll();
+    const now = Date.now();
+    let choice: UpstreamProvider | undefined;
+    let skippedOpen: UpstreamProvider | undefined;
+    // Providers not yet tried for this request, in priority order...
+    for (const p of this.candidates) {
+      if (this.failedIn?.has(p)) continue;
+      const admission = p.health.admit(now);
+      if (admission) {
+        choice = p;
+        if (admission === 'trial') this.trialHolder = p;
+        break;
+      }
+      skippedOpen ??= p;
+    }
+    // ...then one that already failed it, after a backoff.
+    let isRetry = false;
+    if (!choice && this.failedIn) {
+      for (const p of this.candidates) {
+        if ((this.failedIn.get(p) ?? Infinity) === Infinity) continue;
+        const admission = p.health.admit(now);
+        if (admission) {
+          choice = p;
+          if (admission === 'trial') this.trialHolder = p;
+          isRetry = true;
+          break;
+        }
+      }
+    }
+    if (!choice) {
+      if (this.attempts === 0) return this.allInCooldown(now);
+      return this.failAll();
+    }
+
+    const { metrics } = this.ctx;
+    if (this.provider && this.provider !== choice && this.lastReason) {
+      metrics.failovers.inc({ from: this.provider.name, to: choice.name, reason: this.lastReason });
+    } else if (!this.provider && skippedOpen) {
+      metrics.failovers.inc({ from: skippedOpen.name, to: choice.name, reason: 'circuit_open' });
+    }
+    if (!isRetry) return this.send(choice);
+
+    metrics.retries.inc({ provider: choice.name, reason: this.lastReason ?? 'server_error' });
+    const failures = this.failedIn!.get(choice)!;
+    const backoff = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (failures - 1));
+    const delay = this.retryAfter?.get(choice) ?? backoff / 2 + Math.random() * (backoff / 2);
+    if (performance.now() - this.startedAt + delay >= this.ctx.config.timeouts.totalMs) {
+      this.abandonTrial();
+      return this.failAll();
+    }
+    const chosen = choice;
+    this.backoff = setTimeout(() => {
+      this.backoff = null;
+      this.send(chosen);
+    }, delay);
+  }
+
+  private send(provider: UpstreamProvider): void {
+    if (this.finished) return this.abandonTrial();
+    this.provider = provider;
+    this.attempts++;
+    this.status = 0;
+    this.headers = null;
+    this.errorBody = null;
+    this.errorBytes = 0;
+    this.chunks = [];
+    this.bodyBytes = 0;
+    this.streaming = false;
+    const model = this.llm ? provider.upstreamModel(this.llm.model) : undefined;
+    this.servedModel = model;
+    this.call = provider.pool.request(
+      {
+        method: this.req.method ?? 'GET',
+        path: provider.upstreamPath(this.req.url ?? '/', model),
+        headerLines: this.forwarded.lines + provider.headerLines(this.forwarded.credentialLines, this.forwarded.names),
+        body: this.llm ? this.bodyFor(model!) : this.passthroughBody,
+      },
+      this,
+    );
+    this.phase = Phase.AwaitingFirstByte;
+    this.phaseSince = performance.now();
+  }
+
+  /** The request body for a served model name: the client's own bytes unless something changed. */
+  private bodyFor(model: string): Buffer {
+    const llm = this.llm!;
+    if (!this.upstreamBody && model === llm.model) return llm.raw;
+    this.bodies ??= new Map();
+    let body = this.bodies.get(model);
+    if (!body) {
+      const source = this.upstreamBody ?? llm.body;
+      body = Buffer.from(JSON.stringify(model === llm.model ? source : { ...source, model }));
+      this.bodies.set(model, body);
+    }
+    return body;
+  }
+
+  private attemptFailed(reason: FailoverReason, detail: string, waitMs?: number): void {
+    const provider = this.provider!;
+    this.call = null;
+    this.phase = Phase.None;
+    provider.health.failed(Date.now(), waitMs);
+    if (this.trialHolder === provider) this.trialHolder = null;
+    // A provider asking for a longer wait than we allow is not tried again in this request.
+    const tooLong = waitMs !== undefined && waitMs > this.ctx.config.retry.maxRetryAfterMs;
+    this.failedIn ??= new Map();
+    this.retryAfter ??= new Map();
+    this.failedIn.set(provider, tooLong ? Infinity : (this.failedIn.get(provider) ?? 0) + 1);
+    if (waitMs !== undefined && !tooLong) this.retryAfter.set(provider, waitMs);
+    else this.retryAfter.delete(provider);
+    (this.failures ??= []).push(`${provider.name}: ${detail}`);
+    this.lastReason = reason;
+    this.lastTimedOut = reason === 'timeout';
+    this.nextAttempt();
+  }
+
+  // ---- upstream callbacks ---------------------------------------------------------------------
+
+  onHead(status: number, headers: ResponseHeaders): void {
+    this.status = status;
+    this.headers = headers;
+    if (status === 429 || status >= 500) {
+      this.errorBody = [];
+      return;
+    }
+    this.provider!.health.succeeded();
+    if (this.trialHolder === this.provider) this.trialHolder = null;
+    const type = headers['content-type'];
+    this.streaming = !this.llm || (typeof type === 'string' && type.startsWith('text/event-stream'));
+    if (this.llm && this.streaming) {
+      this.splitter = new SseSplitter();
+      this.meter = this.dialect.newStreamMeter(this.dropInjectedUsage);
+    }
+  }
+
+  onBody(chunk: Buffer): void {
+    if (this.errorBody) {
+      if (this.errorBytes < MAX_ERROR_BODY) this.errorBody.push(chunk);
+      this.errorBytes += chunk.length;
+      return;
+    }
+    this.activity++;
+    if (this.phase === Phase.AwaitingFirstByte) this.receiving();
+    if (!this.streaming) {
+      this.chunks.push(chunk);
+      this.bodyBytes += chunk.length;
+      return;
+    }
+    if (!this.committed) this.commit();
+    this.bodyBytes += chunk.length;
+    if (!this.meter) {
+      this.res.write(chunk);
+      return;
+    }
+    this.forwardEvents(chunk);
+  }
+
+  onEnd(): void {
+    this.call = null;
+    this.phase = Phase.None;
+    if (this.errorBody) {
+      const status = this.status;
+      const detail = `${status} ${upstreamMessage(Buffer.concat(this.errorBody))}`;
+      return this.attemptFailed(status === 429 ? 'rate_limited' : 'server_error', detail, retryAfterMs(this.headers));
+    }
+    if (this.streaming) {
+      if (!this.committed) this.commit();
+      const rest = this.splitter?.takeRemainder();
+      if (rest && this.meter?.onEvent(rest) !== false) this.res.write(rest);
+      this.res.end();
+      return this.complete(this.status);
+    }
+    const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bodyBytes);
+    this.chunks = [];
+    if (!this.res.headersSent) {
+      const headers = clientResponseHeaders(this.headers!);
+      headers['content-length'] = String(body.length);
+      if (this.ctx.draining) headers.connection = 'close';
+      this.res.writeHead(this.status, headers);
+    }
+    this.committed = true;
+    this.res.end(body);
+    this.complete(this.status, body);
+  }
+
+  onError(error: UpstreamError): void {
+    this.call = null;
+    this.phase = Phase.None;
+    if (!this.committed) {
+      const reason: FailoverReason =
+        error.kind === 'connect' || error.kind === 'connect_timeout' ? 'connect_error' : 'connection_error';
+      return this.attemptFailed(reason, error.message);
+    }
+    this.provider!.health.failed(Date.now());
+    this.cutStream(ErrorCode.upstreamUnavailable, `the provider connection failed mid-stream: ${error.message}`, 502);
+  }
+
+  // ---- streaming --------------------------------------------------------------------------------
+
+  private commit(): void {
+    this.committed = true;
+    const headers = clientResponseHeaders(this.headers!);
+    if (this.ctx.draining) headers.connection = 'close';
+    this.res.writeHead(this.status, headers);
+  }
+
+  /** Writes the whole events a chunk completes, minus those the meter keeps back. */
+  private forwardEvents(chunk: Buffer): void {
+    const meter = this.meter!;
+    const out: Buffer[] = [];
+    this.splitter!.push(chunk, (event) => {
+      if (meter.onEvent(event)) out.push(event);
+    });
+    if (!this.ttftObserved && meter.firstToken) this.observeFirstToken();
+    if (out.length === 1) this.res.write(out[0]);
+    else if (out.length > 1) this.res.write(Buffer.concat(out));
+  }
+
+  private observeFirstToken(): void {
+    this.ttftObserved = true;
+    this.metersFor().ttft.observe((performance.now() - this.startedAt) / 1000);
+  }
+
+  /** Ends a committed stream early with an error event the agent's SDK raises as an error. */
+  private cutStream(code: string, message: string, metricCode: number): void {
+    this.call?.abort();
+    this.call = null;
+    this.phase = Phase.None;
+    if (!this.res.writableEnded) {
+      if (this.meter) this.res.write(this.dialect.errorEvent(code, message));
+      this.res.end();
+    }
+    this.complete(metricCode);
+  }
+
+  // ---- timeouts ------------------------------------------------------------------------------
+
+  private receiving(): void {
+    this.phase = Phase.Receiving;
+    this.phaseSince = performance.now();
+    this.seenActivity = this.activity;
+  }
+
+  /**
+   * Called by the runtime's ticker with the current `performance.now()`: applies the first-byte,
+   * idle and total timeouts. Accurate to one tick.
+   */
+  checkTimeouts(now: number): void {
+    if (this.finished) return;
+    const t = this.ctx.config.timeouts;
+    if (now - this.startedAt >= t.totalMs) return this.onDeadline();
+    if (this.phase === Phase.AwaitingFirstByte) {
+      if (now - this.phaseSince >= t.firstByteMs) this.onTimeout('first');
+    } else if (this.phase === Phase.Receiving) {
+      if (this.activity !== this.seenActivity) {
+        this.seenActivity = this.activity;
+        this.phaseSince = now;
+      } else if (now - this.phaseSince >= t.idleMs) {
+        this.onTimeout('idle');
+      }
+    }
+  }
+
+  private onTimeout(phase: 'first' | 'idle'): void {
+    this.phase = Phase.None;
+    if (!this.committed) {
+      this.call?.abort();
+      const ms = phase === 'first' ? this.ctx.config.timeouts.firstByteMs : this.ctx.config.timeouts.idleMs;
+      return this.attemptFailed('timeout', `no ${phase === 'first' ? 'response' : 'data'} within ${ms} ms`);
+    }
+    this.provider?.health.failed(Date.now());
+    this.cutStream(ErrorCode.upstreamTimeout, `the provider sent nothing for ${this.ctx.config.timeouts.idleMs} ms mid-stream`, 504);
+  }
+
+  private onDeadline(): void {
+    const message = `the request did not complete within ${this.ctx.config.timeouts.totalMs} ms`;
+    if (this.committed) return this.cutStream(ErrorCode.upstreamTimeout, message, 504);
+    this.call?.abort();
+    this.call = null;
+    this.abandonTrial();
+    (this.failures ??= []).push(message);
+    this.lastTimedOut = true;
+    this.failAll();
+  }
+
+  // ---- endings ----------------------------------------------------------------------------------
+
+  private allInCooldown(now: number): void {
+    const wait = Math.min(...this.candidates.map((p) => p.health.msUntilTrial(now)));
+    const seconds = Math.max(1, Math.ceil(wait / 1000));
+    this.reject(503, ErrorCode.upstreamUnavailable, `every ${this.dialect.shape} provider is cooling down after repeated failures; retry in ${seconds} s`, {
+      'retry-after': String(seconds),
+    });
+  }
+
+  private failAll(): void {
+    const timedOut = this.lastTimedOut;
+    const summary = this.failures ? this.failures.join('; ') : `no ${this.dialect.shape} provider is configured`;
+    if (timedOut) this.reject(504, ErrorCode.upstreamTimeout, `upstream timed out after ${this.attempts} attempt(s): ${summary}`);
+    else this.reject(502, ErrorCode.upstreamUnavailable, `all providers failed after ${this.attempts} attempt(s): ${summary}`);
+  }
+
+  /** Answers with an error of our own, before anything was committed. */
+  private reject(status: number, code: string, message: string, extra?: Record<string, string>): void {
+    if (this.finished) return;
+    if (!this.res.headersSent) {
+      const body = this.dialect.errorBody(status, code, message);
+      this.res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'x-cdk-agents-error': code,
+        ...extra,
+      });
+      this.res.end(body);
+    }
+    this.committed = true;
+    this.complete(status);
+  }
+
+  private onClientClose(): void {
+    if (this.finished) return;
+    // The client went away before the answer was complete: stop paying for it.
+    this.call?.abort();
+    this.call = null;
+    this.abandonTrial();
+    this.complete(CLIENT_CLOSED);
+  }
+
+  private abandonTrial(): void {
+    this.trialHolder?.health.abandoned();
+    this.trialHolder = null;
+  }
+
+  private metersFor(): RequestMeters {
+    const model = this.servedModel ?? this.llm?.model ?? NO_MODEL;
+    return this.ctx.metrics.for(this.ctx.agent, this.provider?.name ?? NO_MODEL, model);
+  }
+
+  /** Meters the request once, whatever ended it. */
+  private complete(code: number, body?: Buffer): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.phase = Phase.None;
+    if (this.backoff) clearTimeout(this.backoff);
+    this.ctx.inFlight.delete(this);
+    this.ctx.metrics.inFlightOf(this.ctx.agent).value--;
+
+    const meters = this.metersFor();
+    meters.request(code).inc();
+    meters.duration.observe((performance.now() - this.startedAt) / 1000);
+    if (!this.llm || !this.provider) return;
+
+    const usage = this.usage(code, body);
+    if (!usage) return;
+    if (usage.estimated) meters.estimated.inc();
+    const price = this.ctx.prices.lookup(this.servedModel ?? this.llm.model) ?? this.ctx.prices.lookup(this.llm.model);
+    if (!price) meters.unpriced.inc();
+    recordUsage(meters, usage, price ? costUsd(price, usage) : 0);
+  }
+
+  /** The usage to bill: reported by the provider, or estimated when it reported none. */
+  private usage(code: number, body?: Buffer): (TokenUsage & { estimated: boolean }) | null {
+    if (this.meter) {
+      if (this.meter.complete) return { ...this.meter.reported!, estimated: false };
+      const partial = this.meter.reported;
+      return {
+        input: partial ? partial.input : estimateInputTokens(this.llm!.body),
+        output: Math.max(partial?.output ?? 0, this.meter.outputEstimate),
+        cacheRead: partial?.cacheRead ?? 0,
+        cacheWrite: partial?.cacheWrite ?? 0,
+        estimated: true,
+      };
+    }
+    if (body && code >= 200 && code < 300) {
+      const reported = this.dialect.usageFromBody(body);
+      if (reported) return { ...reported, estimated: false };
+      return { input: estimateInputTokens(this.llm!.body), output: tokensForBytes(body.length), cacheRead: 0, cacheWrite: 0, estimated: true };
+    }
+    if (code === CLIENT_CLOSED || (code >= 500 && this.status >= 200 && this.status < 300)) {
+      // Gone or cut before the answer was whole: the prompt was sent, so bill what it cost.
+      return { input: estimateInputTokens(this.llm!.body), output: tokensForBytes(this.bodyBytes), cacheRead: 0, cacheWrite: 0, estimated: true };
+    }
+    return null;
+  }
+
+  /** Cuts the exchange at the shutdown deadline. */
+  terminate(): void {
+    if (this.finished) return;
+    if (this.committed) return this.cutStream(ErrorCode.upstreamUnavailable, 'the runtime is shutting down', 503);
+    this.call?.abort();
+    this.call = null;
+    this.abandonTrial();
+    this.reject(503, ErrorCode.upstreamUnavailable, 'the runtime is shutting down; retry', { 'retry-after': '1' });
+  }
+}
+
+/** The message of a provider's JSON error body, or its first bytes. */
+function upstreamMessage(body: Buffer): string {
+  const text = body.toString('utf8', 0, Math.min(body.length, 2048));
+  try {
+    const parsed = JSON.parse(text) as { error?: { message?: unknown; type?: unknown } | string; message?: unknown };
+    const err = parsed.error;
+    const message = typeof err === 'object' && err ? err.message : typeof err === 'string' ? err : parsed.message;
+    if (typeof message === 'string') return message.slice(0, 300);
+  } catch {
+    // not JSON
+  }
+  return text.slice(0, 200).replace(/\s+/g, ' ').trim();
+}

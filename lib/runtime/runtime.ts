@@ -1,0 +1,129 @@
+/**
+ * The running process: config resolved into providers, metrics and listeners; graceful drain.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigValidationError, formatPath, type ConfigIssue, type SidecarConfig } from '../spec/config';
+import type { ApiShape } from '../spec/providers';
+import type { Exchange } from './exchange';
+import { InFlightList } from './in-flight';
+import { log } from './log';
+import { RuntimeMetrics } from './metering/metrics';
+import { PriceBook } from './metering/price-book';
+import { SecretValue } from './secrets';
+import { adminHandler, proxyHandler, type ServerContext } from './server';
+import { UpstreamProvider } from './upstream/provider';
+
+export const RUNTIME_VERSION = process.env.CDK_AGENTS_BUILD_VERSION ?? 'dev';
+
+export class Runtime implements ServerContext {
+  readonly agent: string;
+  readonly metrics: RuntimeMetrics;
+  readonly prices: PriceBook;
+  readonly providers: Record<ApiShape, UpstreamProvider[]>;
+  readonly inFlight = new InFlightList<Exchange>();
+  draining = false;
+  ready = false;
+  private proxy: http.Server | undefined;
+  private admin: http.Server | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+
+  /**
+   * Builds the runtime from a validated config, resolving secrets. Every secret that cannot be
+   * read is reported, by config path, in one ConfigValidationError.
+   */
+  static create(config: SidecarConfig, env: NodeJS.ProcessEnv = process.env): Runtime {
+    const issues: ConfigIssue[] = [];
+    const keys = config.providers.map((p, i) => {
+      if (!p.apiKey) return undefined;
+      const resolved = SecretValue.resolve(p.apiKey, formatPath(['providers', i, 'apiKey']), env);
+      if (resolved instanceof SecretValue) return resolved;
+      issues.push(resolved);
+      return undefined;
+    });
+    if (issues.length) throw new ConfigValidationError(issues);
+    return new Runtime(config, keys);
+  }
+
+  private constructor(
+    readonly config: SidecarConfig,
+    keys: Array<SecretValue | undefined>,
+  ) {
+    this.agent = config.agent?.name ?? 'gateway';
+    this.prices = new PriceBook(config.prices);
+    const all = config.providers.map((p, i) => new UpstreamProvider(p, config, keys[i]));
+    this.providers = {
+      openai: all.filter((p) => p.shape === 'openai'),
+      anthropic: all.filter((p) => p.shape === 'anthropic'),
+    };
+    this.metrics = new RuntimeMetrics(config.limits.maxModelLabels, { version: RUNTIME_VERSION, mode: config.mode }, () => {
+      const now = Date.now();
+      return all.map((p) => ({ provider: p.name, open: p.health.isOpen(now) }));
+    });
+  }
+
+  /** Starts listening; resolves with the bound addresses. */
+  async start(): Promise<{ proxy: AddressInfo; admin?: AddressInfo }> {
+    const { timeouts, listen, admin } = this.config;
+    this.proxy = http.createServer(
+      {
+        headersTimeout: timeouts.requestHeadersMs,
+        requestTimeout: timeouts.requestBodyMs,
+        keepAliveTimeout: 65_000,
+        // Timeouts above are enforced on this tick; Node's default (30 s) would blunt them.
+        connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(timeouts.requestHeadersMs / 4))),
+      },
+      proxyHandler(this),
+    );
+    this.proxy.maxRequestsPerSocket = 0;
+    const proxyAddress = await listenOn(this.proxy, listen.host, listen.port);
+    let adminAddress: AddressInfo | undefined;
+    if (admin) {
+      this.admin = http.createServer({ headersTimeout: 5_000, requestTimeout: 10_000 }, adminHandler(this));
+      adminAddress = await listenOn(this.admin, admin.host, admin.port);
+    }
+    // One ticker applies every in-flight request's timeouts, to a twentieth of the shortest.
+    const tickMs = Math.max(5, Math.min(250, Math.floor(Math.min(timeouts.firstByteMs, timeouts.idleMs, timeouts.totalMs) / 20)));
+    this.ticker = setInterval(() => {
+      const now = performance.now();
+      for (const exchange of this.inFlight) exchange.checkTimeouts(now);
+    }, tickMs);
+    this.ticker.unref();
+    this.ready = true;
+    return { proxy: proxyAddress, admin: adminAddress };
+  }
+
+  /**
+   * Stops taking requests, lets in-flight ones finish for up to `shutdown.drainMs`, then cuts the
+   * rest (billing what they used). Resolves when nothing is left running.
+   */
+  async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.proxy?.close();
+    this.proxy?.closeIdleConnections();
+    const deadline = Date.now() + this.config.shutdown.drainMs;
+    while (this.inFlight.size && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, deadline - Date.now())));
+    }
+    if (this.inFlight.size) {
+      log.warn('drain deadline reached; cutting requests still in flight', { count: this.inFlight.size });
+      for (const exchange of [...this.inFlight]) exchange.terminate();
+    }
+    this.proxy?.closeAllConnections();
+    if (this.ticker) clearInterval(this.ticker);
+    this.admin?.close();
+    this.admin?.closeAllConnections();
+    for (const p of [...this.providers.openai, ...this.providers.anthropic]) p.close();
+  }
+}
+
+function listenOn(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

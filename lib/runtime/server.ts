@@ -1,0 +1,157 @@
+/**
+ * The HTTP front: routes agent calls to the proxy, serves /metrics, /healthz and /readyz, and
+ * turns away bad requests in the called API's own error shape before anything goes upstream.
+ */
+import * as http from 'node:http';
+import type { ApiDialect } from './api/dialect';
+import { anthropicDialect } from './api/anthropic';
+import { openAiDialect } from './api/openai';
+import { ErrorCode, Exchange, type ExchangeContext } from './exchange';
+
+/** What the front needs beyond an exchange's context. */
+export interface ServerContext extends ExchangeContext {
+  readonly ready: boolean;
+}
+
+const ROUTES: Record<string, ApiDialect> = {
+  '/v1/chat/completions': openAiDialect,
+  '/v1/messages': anthropicDialect,
+};
+
+export function adminRoute(ctx: ServerContext, path: string, res: http.ServerResponse): boolean {
+  switch (path) {
+    case '/metrics':
+      ctx.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType });
+          res.end(text);
+        },
+        (err: Error) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`metrics collection failed: ${err.message}\n`);
+        },
+      );
+      return true;
+    case '/healthz':
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok\n');
+      return true;
+    case '/readyz': {
+      const ready = ctx.ready && !ctx.draining;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(ready ? 'ready\n' : ctx.draining ? 'draining\n' : 'starting\n');
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+/** The proxy listener: agent calls, pass-through, and the admin endpoints. */
+export function proxyHandler(ctx: ServerContext): http.RequestListener {
+  return (req, res) => {
+    const path = pathOf(req.url ?? '/');
+    if (req.method === 'GET' && adminRoute(ctx, path, res)) return;
+    const llmDialect = req.method === 'POST' ? ROUTES[path] : undefined;
+    const dialect = llmDialect ?? (req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropicDialect : openAiDialect);
+    readBody(ctx, dialect, req, res, (raw) => {
+      if (!llmDialect) {
+        new Exchange(ctx, dialect, req, res, undefined, raw).start();
+        return;
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch (err) {
+        return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, `the request body is not valid JSON: ${(err as Error).message}`);
+      }
+      if (!body || typeof body !== 'object' || Array.isArray(body)) {
+        return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, 'the request body must be a JSON object');
+      }
+      const obj = body as Record<string, unknown>;
+      const problem = dialect.checkRequest(obj);
+      if (problem) return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, problem.message, problem.param);
+      const model = obj.model as string;
+      if (ctx.config.unpricedModels === 'reject' && !ctx.prices.lookup(model)) {
+        return rejectEarly(ctx, dialect, res, 400, ErrorCode.modelNotPriced, `model ${JSON.stringify(model)} has no price in this deployment's price table; add it to the config's prices`, 'model');
+      }
+      new Exchange(ctx, dialect, req, res, { body: obj, raw, model, stream: obj.stream === true }).start();
+    });
+  };
+}
+
+/** The admin listener: only /metrics, /healthz and /readyz. */
+export function adminHandler(ctx: ServerContext): http.RequestListener {
+  return (req, res) => {
+    if (req.method === 'GET' && adminRoute(ctx, pathOf(req.url ?? '/'), res)) return;
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found\n');
+  };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Reads a request body up to the configured limit; larger bodies get 413 without being read. */
+function readBody(
+  ctx: ServerContext,
+  dialect: ApiDialect,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  onBody: (body: Buffer) => void,
+): void {
+  const limit = ctx.config.limits.maxBodyBytes;
+  const declared = req.headers['content-length'];
+  const tooLarge = () =>
+    rejectEarly(ctx, dialect, res, 413, ErrorCode.requestTooLarge, `the request body exceeds ${limit} bytes (limits.maxBodyBytes)`, undefined, true);
+  if (declared !== undefined && Number(declared) > limit) return tooLarge();
+  if (declared === '0' || ((req.method === 'GET' || req.method === 'HEAD') && declared === undefined && !req.headers['transfer-encoding'])) {
+    req.resume();
+    req.on('end', () => onBody(EMPTY));
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const onData = (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > limit) {
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      chunks.length = 0;
+      return tooLarge();
+    }
+    chunks.push(chunk);
+  };
+  const onEnd = () => onBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+  req.on('data', onData);
+  req.on('end', onEnd);
+}
+
+/** Answers a request that never reaches a provider, counting it. */
+export function rejectEarly(
+  ctx: ServerContext,
+  dialect: ApiDialect,
+  res: http.ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  param?: string,
+  close = false,
+): void {
+  const body = dialect.errorBody(status, code, message, param);
+  const headers: http.OutgoingHttpHeaders = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-cdk-agents-error': code,
+    // Retrying an invalid request cannot succeed (the official SDKs honour this header).
+    'x-should-retry': 'false',
+  };
+  if (close) headers.connection = 'close';
+  res.writeHead(status, headers);
+  res.end(body);
+  ctx.metrics.for(ctx.agent, 'none', 'none').request(status).inc();
+}

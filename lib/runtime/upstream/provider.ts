@@ -1,0 +1,97 @@
+/**
+ * A configured provider at run time: its connection pool, health, URL layout and credentials.
+ */
+import type { ProviderConfig, SidecarConfig } from '../../spec/config';
+import { apiShapeOf, DEFAULT_BASE_URLS, type ApiShape, type ProviderType } from '../../spec/providers';
+import { OriginPool } from '../http/origin-pool';
+import type { SecretValue } from '../secrets';
+import { ProviderHealth } from './health';
+
+const ANTHROPIC_VERSION = '2023-06-01';
+
+export class UpstreamProvider {
+  readonly name: string;
+  readonly type: ProviderType;
+  readonly shape: ApiShape;
+  readonly pool: OriginPool;
+  readonly health: ProviderHealth;
+  private readonly basePath: string;
+  private readonly staticLines: string;
+  private readonly modelMap: Readonly<Record<string, string>>;
+  private authCache = { key: '', lines: '' };
+
+  constructor(
+    private readonly config: ProviderConfig,
+    runtime: Pick<SidecarConfig, 'timeouts' | 'circuitBreaker'>,
+    private readonly key: SecretValue | undefined,
+  ) {
+    this.name = config.name;
+    this.type = config.type;
+    this.shape = apiShapeOf(config.type);
+    const base = new URL(config.baseUrl ?? DEFAULT_BASE_URLS[config.type]!);
+    this.basePath = base.pathname.replace(/\/+$/, '');
+    this.pool = new OriginPool(base, {
+      connectTimeoutMs: runtime.timeouts.connectMs,
+      idleTimeoutMs: 30_000,
+      maxSockets: 1024,
+    });
+    this.health = new ProviderHealth(runtime.circuitBreaker.failureThreshold, runtime.circuitBreaker.cooldownMs);
+    this.modelMap = config.modelMap ?? {};
+    this.staticLines = Object.entries(config.headers ?? {})
+      .map(([k, v]) => `${k.toLowerCase()}: ${v}\r\n`)
+      .join('');
+  }
+
+  /** True when the runtime injects this provider's key (the client's credentials are dropped). */
+  get injectsKey(): boolean {
+    return this.key !== undefined;
+  }
+
+  /** Static and credential header lines for a request; `clientCredentials` is used when we hold no key. */
+  headerLines(clientCredentials: string, clientNames: ReadonlySet<string>): string {
+    let lines = this.staticLines + (this.key ? this.authLines(this.key.value) : clientCredentials);
+    if (this.shape === 'anthropic' && !clientNames.has('anthropic-version')) lines += `anthropic-version: ${ANTHROPIC_VERSION}\r\n`;
+    return `${lines}accept-encoding: identity\r\n`;
+  }
+
+  private authLines(key: string): string {
+    if (this.authCache.key !== key) {
+      const line =
+        this.type === 'anthropic' ? `x-api-key: ${key}` : this.type === 'azure-openai' ? `api-key: ${key}` : `authorization: Bearer ${key}`;
+      this.authCache = { key, lines: `${line}\r\n` };
+    }
+    return this.authCache.lines;
+  }
+
+  /** The model name this provider serves a requested model as. */
+  upstreamModel(model: string): string {
+    return this.modelMap[model] ?? model;
+  }
+
+  /**
+   * Maps the path a client called (`/v1/chat/completions?x=1`, relative to the SDK base URL the
+   * sidecar stands in for) to this provider's path.
+   */
+  upstreamPath(incoming: string, model: string | undefined): string {
+    const q = incoming.indexOf('?');
+    const path = q < 0 ? incoming : incoming.slice(0, q);
+    const query = q < 0 ? '' : incoming.slice(q + 1);
+    if (this.shape === 'anthropic') return this.basePath + incoming;
+    // OpenAI SDK base URLs end in /v1: the client's /v1 stands for the provider's base path.
+    const rest = path.startsWith('/v1/') ? path.slice(3) : path;
+    if (this.type !== 'azure-openai') return this.basePath + rest + (query ? `?${query}` : '');
+    if (this.config.apiVersion) {
+      const deployment = (model && this.config.deployments?.[model]) ?? model;
+      const prefix = deployment ? `/openai/deployments/${encodeURIComponent(deployment)}` : '/openai';
+      const search = new URLSearchParams(query);
+      search.set('api-version', this.config.apiVersion);
+      return `${this.basePath}${prefix}${rest}?${search.toString()}`;
+    }
+    return `${this.basePath}/openai/v1${rest}${query ? `?${query}` : ''}`;
+  }
+
+  close(): void {
+    this.pool.close();
+    this.key?.stop();
+  }
+}

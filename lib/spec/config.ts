@@ -1,0 +1,288 @@
+/**
+ * SidecarConfig: everything the runtime reads, validated by the same code at synth time
+ * (constructs) and at process start (runtime). A config the runtime would reject can never
+ * be synthesized.
+ */
+import * as z from 'zod';
+import { PROVIDER_TYPES, DEFAULT_BASE_URLS } from './providers';
+
+const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const name = () =>
+  z.string().regex(NAME_PATTERN, {
+    error: "must be lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters",
+  });
+
+const httpUrl = z.string().refine(isHttpUrl, { error: 'must be an absolute http(s) URL' });
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && !url.username && !url.password;
+  } catch {
+    return false;
+  }
+}
+
+const port = z.number().int().min(1).max(65535);
+const positiveMs = z.number().int().positive();
+
+const ListenSchema = z.strictObject({
+  host: z.string().min(1).describe('Interface to bind. The sidecar binds loopback so only its pod can call it.'),
+  port: port.describe('TCP port.'),
+});
+
+/** A reference to a secret value: an environment variable or a mounted file. Never the value itself. */
+export const SecretRefSchema = z
+  .strictObject(
+    {
+      env: z.string().regex(ENV_NAME_PATTERN, { error: 'must be an environment variable name' }).optional(),
+      file: z.string().startsWith('/', { error: 'must be an absolute file path' }).optional(),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'invalid_type'
+          ? 'must be a reference {"env": "NAME"} or {"file": "/path"}, never a literal secret'
+          : undefined,
+    },
+  )
+  .refine((ref) => (ref.env === undefined) !== (ref.file === undefined), {
+    error: 'give exactly one of "env" or "file"',
+  })
+  .describe('Where the runtime reads a secret from at start: an environment variable or a mounted file.');
+
+export const ProviderSchema = z
+  .strictObject({
+    name: name().describe('Unique name, used in metrics (provider label) and logs.'),
+    type: z.enum(PROVIDER_TYPES).describe('API the provider speaks: openai, anthropic, azure-openai, openai-compatible.'),
+    baseUrl: httpUrl
+      .optional()
+      .describe(
+        'Base URL as the official SDK takes it (https://api.openai.com/v1, https://api.anthropic.com). ' +
+          'Azure OpenAI: the resource endpoint (https://NAME.openai.azure.com). Required for azure-openai and openai-compatible.',
+      ),
+    apiKey: SecretRefSchema.optional().describe(
+      "The provider key the runtime injects. Without it the client's own credentials are forwarded.",
+    ),
+    apiVersion: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Azure OpenAI api-version for deployment-style URLs. Without it the /openai/v1 API is used.'),
+    deployments: z
+      .record(z.string().min(1), z.string().min(1))
+      .optional()
+      .describe('Azure OpenAI: model name to deployment name (deployment-style URLs, with apiVersion).'),
+    modelMap: z
+      .record(z.string().min(1), z.string().min(1))
+      .optional()
+      .describe('Model names rewritten before the request goes to this provider (requested -> served).'),
+    headers: z
+      .record(z.string().regex(HEADER_NAME_PATTERN, { error: 'must be an HTTP header name' }), z.string().regex(/^[^\r\n]*$/))
+      .optional()
+      .describe('Extra static headers sent to this provider (not secrets: use apiKey).'),
+  })
+  .superRefine((provider, ctx) => {
+    if (!provider.baseUrl && !DEFAULT_BASE_URLS[provider.type]) {
+      ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `is required for type ${provider.type}` });
+    }
+    if (provider.type !== 'azure-openai') {
+      for (const field of ['apiVersion', 'deployments'] as const) {
+        if (provider[field] !== undefined) {
+          ctx.addIssue({ code: 'custom', path: [field], message: `only applies to type azure-openai; remove it` });
+        }
+      }
+    } else if (provider.deployments && !provider.apiVersion) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apiVersion'],
+        message: 'is required with deployments (deployment-style URLs need an api-version)',
+      });
+    }
+  });
+
+export const PriceSchema = z.strictObject({
+  input: z.number().nonnegative().describe('USD per million uncached input tokens.'),
+  output: z.number().nonnegative().describe('USD per million output tokens.'),
+  cacheRead: z.number().nonnegative().optional().describe('USD per million cache-read input tokens. Default: input.'),
+  cacheWrite: z.number().nonnegative().optional().describe('USD per million cache-write input tokens. Default: input.'),
+});
+
+const TimeoutsSchema = z
+  .strictObject({
+    connectMs: positiveMs.default(5_000).describe('TCP and TLS connect to a provider.'),
+    firstByteMs: positiveMs
+      .default(300_000)
+      .describe('From sending a request until the first response body byte (a non-streamed answer arrives whole).'),
+    idleMs: positiveMs.default(60_000).describe('Longest silence between two chunks of a streamed answer.'),
+    totalMs: positiveMs.default(600_000).describe('Whole request, all attempts included.'),
+    requestHeadersMs: positiveMs.default(10_000).describe('A client must send its request headers within this time.'),
+    requestBodyMs: positiveMs.default(30_000).describe('A client must send its whole request within this time.'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.firstByteMs > t.totalMs) {
+      ctx.addIssue({ code: 'custom', path: ['firstByteMs'], message: `(${t.firstByteMs}) must be <= totalMs (${t.totalMs})` });
+    }
+    if (t.requestHeadersMs > t.requestBodyMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['requestHeadersMs'],
+        message: `(${t.requestHeadersMs}) must be <= requestBodyMs (${t.requestBodyMs})`,
+      });
+    }
+  });
+
+const RetrySchema = z.strictObject({
+  maxAttempts: z.number().int().min(1).max(10).default(3).describe('Upstream attempts per request, failovers included.'),
+  baseDelayMs: positiveMs.default(250).describe('First backoff before retrying a provider that already failed; doubles, with full jitter.'),
+  maxDelayMs: positiveMs.default(4_000).describe('Largest backoff.'),
+  maxRetryAfterMs: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(10_000)
+    .describe('A provider asking to wait longer than this (Retry-After) is not retried within the request.'),
+});
+
+const CircuitBreakerSchema = z.strictObject({
+  failureThreshold: z.number().int().min(1).default(3).describe('Consecutive failures that put a provider in cooldown.'),
+  cooldownMs: positiveMs.default(30_000).describe('How long a failing provider is skipped before one trial request.'),
+});
+
+const LimitsSchema = z.strictObject({
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 * 1024)
+    .describe('Largest request body accepted; larger gets 413 without being read.'),
+  maxModelLabels: z
+    .number()
+    .int()
+    .min(1)
+    .default(100)
+    .describe('Distinct model label values in metrics; further models are counted as "other".'),
+});
+
+const ShutdownSchema = z.strictObject({
+  drainMs: positiveMs
+    .default(25_000)
+    .describe('After SIGTERM, in-flight requests and streams get this long to finish before they are cut.'),
+});
+
+export const SidecarConfigSchema = z
+  .strictObject({
+    version: z.literal(1, { error: 'must be 1 (the only config version this runtime reads)' }),
+    mode: z.enum(['sidecar', 'gateway']).default('sidecar').describe('sidecar: next to one agent. gateway: shared by many.'),
+    agent: z
+      .strictObject({
+        name: name().describe('The agent label of every metric and audit record.'),
+        team: name().optional().describe('Team label, a budget scope.'),
+      })
+      .optional()
+      .describe('The agent this sidecar serves. Required in sidecar mode.'),
+    listen: ListenSchema.prefault({ host: '127.0.0.1', port: 8787 }).describe('Where agents send LLM calls.'),
+    admin: ListenSchema.optional().describe(
+      'A second listener serving only /metrics, /healthz and /readyz, for scrapes and probes from outside the pod.',
+    ),
+    providers: z.array(ProviderSchema).min(1, { error: 'must list at least one provider' }).describe(
+      'Providers in priority order. Requests fail over to the next provider of the same API shape.',
+    ),
+    prices: z.record(z.string().min(1), PriceSchema).optional().describe('Price overrides and additions, by model id.'),
+    unpricedModels: z
+      .enum(['meter', 'reject'])
+      .default('meter')
+      .describe('A model without a price: meter its tokens and count it as unpriced, or reject the request.'),
+    timeouts: TimeoutsSchema.prefault({}),
+    retry: RetrySchema.prefault({}),
+    circuitBreaker: CircuitBreakerSchema.prefault({}),
+    limits: LimitsSchema.prefault({}),
+    shutdown: ShutdownSchema.prefault({}),
+  })
+  // Runs even when fields failed to parse, so one run reports every problem: the input is unchecked here.
+  .superRefine(
+    (config, ctx) => {
+      const raw = config as { mode?: unknown; agent?: unknown; providers?: unknown };
+      if ((raw.mode === undefined || raw.mode === 'sidecar') && raw.agent === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['agent'], message: 'is required in sidecar mode ({"name": "my-agent"})' });
+      }
+      if (!Array.isArray(raw.providers)) return;
+      const seen = new Map<unknown, number>();
+      raw.providers.forEach((provider: { name?: unknown } | null, i) => {
+        const providerName = provider?.name;
+        if (typeof providerName !== 'string') return;
+        const first = seen.get(providerName);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['providers', i, 'name'],
+            message: `"${providerName}" is already used by providers[${first}]; provider names must be unique`,
+          });
+        } else {
+          seen.set(providerName, i);
+        }
+      });
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  )
+  .describe('cdk-agents runtime configuration (sidecar and gateway).');
+
+/** The config as written (defaults optional): what constructs produce. */
+export type SidecarConfigInput = z.input<typeof SidecarConfigSchema>;
+/** The config as the runtime sees it, every default filled in. */
+export type SidecarConfig = z.output<typeof SidecarConfigSchema>;
+export type ProviderConfig = z.output<typeof ProviderSchema>;
+export type SecretRef = z.output<typeof SecretRefSchema>;
+
+/** One validation problem, located by JSON path (`providers[1].baseUrl`). */
+export interface ConfigIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class ConfigValidationError extends Error {
+  constructor(public readonly issues: readonly ConfigIssue[]) {
+    super(`invalid cdk-agents config:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+    this.name = 'ConfigValidationError';
+  }
+}
+
+/** Formats a path as JSON-path-like text: `providers[1].baseUrl`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out || '(root)';
+}
+
+function toIssues(error: z.ZodError): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        issues.push({ path: formatPath([...issue.path, key]), message: 'unknown field; check its spelling against sidecar-config.schema.json' });
+      }
+    } else {
+      issues.push({ path: formatPath(issue.path), message: issue.message });
+    }
+  }
+  return issues;
+}
+
+/** Validates a config, filling defaults. Every problem is reported, each by its path. */
+export function validateSidecarConfig(input: unknown): { config?: SidecarConfig; issues: ConfigIssue[] } {
+  const result = SidecarConfigSchema.safeParse(input);
+  if (result.success) return { config: result.data, issues: [] };
+  return { issues: toIssues(result.error) };
+}
+
+/** Validates a config, throwing a ConfigValidationError that lists every problem by path. */
+export function parseSidecarConfig(input: unknown): SidecarConfig {
+  const { config, issues } = validateSidecarConfig(input);
+  if (!config) throw new ConfigValidationError(issues);
+  return config;
+}
