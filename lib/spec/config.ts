@@ -26,12 +26,12 @@ function isHttpUrl(value: string): boolean {
   }
 }
 
-const port = z.number().int().min(1).max(65535);
+const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
 
 const ListenSchema = z.strictObject({
   host: z.string().min(1).describe('Interface to bind. The sidecar binds loopback so only its pod can call it.'),
-  port: port.describe('TCP port.'),
+  port: port.describe('TCP port (0: any free port, reported in the start-up log).'),
 });
 
 /** A reference to a secret value: an environment variable or a mounted file. Never the value itself. */

@@ -1,3 +1,4 @@
 export * from './config';
 export * from './prices';
 export * from './providers';
+export * from './runtime-command';

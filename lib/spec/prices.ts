@@ -25,16 +25,23 @@ export interface TokenUsage {
 
 export type PriceTable = Readonly<Record<string, ModelPrice>>;
 
-/** The date the default table was last checked against the providers' price pages. */
-export const DEFAULT_PRICES_AS_OF = '2026-11-01';
+/** When the default table was last checked against the providers' published prices. */
+export const DEFAULT_PRICES_AS_OF = '2026-11';
 
 /**
- * List prices of current OpenAI and Anthropic models. A model id with a date or version
- * suffix (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`) takes the price of its longest
- * listed prefix. Override or extend per deployment with the config's `prices`.
+ * List prices (standard tier, short context) of current OpenAI and Anthropic models. A dated
+ * snapshot id (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`) or `-latest` alias takes the
+ * price of its base id; any other unknown id is unpriced. Override or extend per deployment
+ * with the config's `prices`: list prices change, and negotiated ones differ.
  */
 export const DEFAULT_PRICES: PriceTable = {
   // OpenAI
+  'gpt-5.5': { input: 5, output: 30, cacheRead: 0.5 },
+  'gpt-5.5-pro': { input: 30, output: 180 },
+  'gpt-5.4': { input: 2.5, output: 15, cacheRead: 0.25 },
+  'gpt-5.4-mini': { input: 0.75, output: 4.5, cacheRead: 0.075 },
+  'gpt-5.4-nano': { input: 0.2, output: 1.25, cacheRead: 0.02 },
+  'gpt-5.4-pro': { input: 30, output: 180 },
   'gpt-5': { input: 1.25, output: 10, cacheRead: 0.125 },
   'gpt-5-mini': { input: 0.25, output: 2, cacheRead: 0.025 },
   'gpt-5-nano': { input: 0.05, output: 0.4, cacheRead: 0.005 },
@@ -43,35 +50,42 @@ export const DEFAULT_PRICES: PriceTable = {
   'gpt-4.1-nano': { input: 0.1, output: 0.4, cacheRead: 0.025 },
   'gpt-4o': { input: 2.5, output: 10, cacheRead: 1.25 },
   'gpt-4o-mini': { input: 0.15, output: 0.6, cacheRead: 0.075 },
-  'o1': { input: 15, output: 60, cacheRead: 7.5 },
   'o3': { input: 2, output: 8, cacheRead: 0.5 },
-  'o3-mini': { input: 1.1, output: 4.4, cacheRead: 0.55 },
   'o4-mini': { input: 1.1, output: 4.4, cacheRead: 0.275 },
   // Anthropic (cache writes at the 5-minute TTL price)
+  'claude-fable-5-1': { input: 10, output: 50, cacheRead: 0.25, cacheWrite: 12.5 },
+  'claude-mythos-5-1': { input: 10, output: 50, cacheRead: 0.25, cacheWrite: 12.5 },
+  'claude-fable-5': { input: 10, output: 50, cacheRead: 1, cacheWrite: 12.5 },
+  'claude-mythos-5': { input: 10, output: 50, cacheRead: 1, cacheWrite: 12.5 },
+  'claude-opus-5-5': { input: 4, output: 20, cacheRead: 0.2, cacheWrite: 5 },
+  'claude-opus-5': { input: 5, output: 25, cacheRead: 0.5, cacheWrite: 6.25 },
+  'claude-opus-4-8': { input: 5, output: 25, cacheRead: 0.5, cacheWrite: 6.25 },
+  'claude-opus-4-7': { input: 5, output: 25, cacheRead: 0.5, cacheWrite: 6.25 },
+  'claude-opus-4-6': { input: 5, output: 25, cacheRead: 0.5, cacheWrite: 6.25 },
   'claude-opus-4-5': { input: 5, output: 25, cacheRead: 0.5, cacheWrite: 6.25 },
   'claude-opus-4-1': { input: 15, output: 75, cacheRead: 1.5, cacheWrite: 18.75 },
-  'claude-opus-4': { input: 15, output: 75, cacheRead: 1.5, cacheWrite: 18.75 },
+  'claude-sonnet-5-5': { input: 2, output: 10, cacheRead: 0.1, cacheWrite: 2.5 },
+  'claude-sonnet-5': { input: 2, output: 10, cacheRead: 0.2, cacheWrite: 2.5 },
+  'claude-sonnet-4-6': { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 },
   'claude-sonnet-4-5': { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 },
   'claude-sonnet-4': { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 },
-  'claude-3-7-sonnet': { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 },
+  // Haiku 5.5 costs five times as much past 100k prompt tokens; this is the short-prompt price.
+  'claude-haiku-5-5': { input: 0.1, output: 0.5, cacheRead: 0.01, cacheWrite: 0.125 },
   'claude-haiku-4-5': { input: 1, output: 5, cacheRead: 0.1, cacheWrite: 1.25 },
-  'claude-3-5-haiku': { input: 0.8, output: 4, cacheRead: 0.08, cacheWrite: 1 },
 };
 
+/** `-20250929`, `-2024-08-06`, `-latest`: suffixes naming a snapshot of the same model. */
+const SNAPSHOT_SUFFIX = /-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$/;
+
 /**
- * Finds a model's price: the exact id first, then the longest listed id that is a prefix of
- * it followed by `-` (a dated or versioned variant). Returns undefined for an unpriced model.
+ * Finds a model's price: the exact id, or the base id of a dated snapshot or `-latest` alias.
+ * Returns undefined for an unpriced model (a version suffix like `-5-2` is a different model).
  */
 export function findPrice(table: PriceTable, model: string): ModelPrice | undefined {
   const exact = table[model];
   if (exact) return exact;
-  let best: string | undefined;
-  for (const id of Object.keys(table)) {
-    if (model.length > id.length && model.startsWith(id) && model.charCodeAt(id.length) === 45 /* - */) {
-      if (!best || id.length > best.length) best = id;
-    }
-  }
-  return best === undefined ? undefined : table[best];
+  const m = SNAPSHOT_SUFFIX.exec(model);
+  return m ? table[model.slice(0, m.index)] : undefined;
 }
 
 /** Cost of one request in USD. */

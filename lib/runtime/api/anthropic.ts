@@ -52,8 +52,9 @@ class AnthropicStreamMeter implements StreamMeter {
         return true;
       }
       if (type === 'message_start') {
-        this.reported = anthropicUsage(parsed.message?.usage) ?? this.reported;
-      } else if (parsed.usage) {
+        const usage = parsed.message?.usage;
+        if (usage && 'input_tokens' in usage) this.reported = anthropicUsage(usage);
+      } else if (parsed.usage && 'output_tokens' in parsed.usage) {
         // message_delta counts are cumulative; input fields appear there only in newer API versions.
         const prior = this.reported;
         const u = parsed.usage;
