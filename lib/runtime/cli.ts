@@ -3,7 +3,7 @@
  * `--listen HOST:PORT --openai-base-url URL --anthropic-base-url URL` that needs no file.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigValidationError, parseSidecarConfig, type SidecarConfig, type SidecarConfigInput } from '../spec/config';
+import { ConfigValidationError, parseSidecarConfig, validateSidecarConfig, type SidecarConfig, type SidecarConfigInput } from '../spec/config';
 import { CONVENTIONAL_KEY_ENV, DEFAULT_BASE_URLS } from '../spec/providers';
 
 export const USAGE = `Usage:
@@ -62,9 +62,11 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     try {
       json = JSON.parse(text);
     } catch (err) {
-      throw new ConfigValidationError([{ path: '(root)', message: `not valid JSON: ${(err as Error).message}` }]);
+      throw new ConfigValidationError([{ path: '(root)', message: `not valid JSON: ${(err as Error).message}` }], file);
     }
-    return { kind: 'run', config: parseSidecarConfig(json), source: file, checkOnly };
+    const { config, issues } = validateSidecarConfig(json);
+    if (!config) throw new ConfigValidationError(issues, file);
+    return { kind: 'run', config, source: file, checkOnly };
   }
   return { kind: 'run', config: parseSidecarConfig(quickConfig(flags, env)), source: 'quick local mode', checkOnly };
 }

@@ -166,7 +166,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
       }
     }
     if (!choice) {
-      if (this.attempts === 0) return this.allInCooldown(now);
+      if (this.attempts === 0 && this.candidates.length) return this.allInCooldown(now);
       return this.failAll();
     }
 
@@ -447,6 +447,8 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),
         'x-cdk-agents-error': code,
+        // The runtime already retried within its bounds: the SDK's own retries would multiply them.
+        'x-should-retry': 'false',
         ...extra,
       });
       this.res.end(body);

@@ -16,12 +16,13 @@ async function main(argv: string[]): Promise<number | undefined> {
   } catch (err) {
     return fail(err);
   }
+  // Nothing is served in these two cases, so stdout (otherwise audit records only) is free.
   if (command.kind === 'help') {
-    process.stderr.write(USAGE);
+    process.stdout.write(USAGE);
     return 0;
   }
   if (command.kind === 'version') {
-    process.stderr.write(`${RUNTIME_VERSION}\n`);
+    process.stdout.write(`${RUNTIME_VERSION}\n`);
     return 0;
   }
   let runtime: Runtime;
@@ -69,6 +70,7 @@ async function main(argv: string[]): Promise<number | undefined> {
 
 function fail(err: unknown, source?: string): number {
   if (err instanceof ConfigValidationError) {
+    source = err.source ?? source;
     process.stderr.write(`cdk-agents sidecar: invalid config${source ? ` (${source})` : ''}:\n${err.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}\n`);
     return EXIT_CONFIG;
   }

@@ -105,6 +105,8 @@ export class Runtime implements ServerContext {
     const deadline = Date.now() + this.config.shutdown.drainMs;
     while (this.inFlight.size && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, deadline - Date.now())));
+      // Connections whose response just ended must not carry another request.
+      this.proxy?.closeIdleConnections();
     }
     if (this.inFlight.size) {
       log.warn('drain deadline reached; cutting requests still in flight', { count: this.inFlight.size });

@@ -47,6 +47,11 @@ export function adminRoute(ctx: ServerContext, path: string, res: http.ServerRes
   }
 }
 
+/** The API shape of a pass-through request: Anthropic clients send anthropic-version or x-api-key. */
+function dialectFor(req: http.IncomingMessage): ApiDialect {
+  return req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropicDialect : openAiDialect;
+}
+
 function pathOf(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? url : url.slice(0, q);
@@ -57,8 +62,16 @@ export function proxyHandler(ctx: ServerContext): http.RequestListener {
   return (req, res) => {
     const path = pathOf(req.url ?? '/');
     if (req.method === 'GET' && adminRoute(ctx, path, res)) return;
+    if (ctx.draining) {
+      // A request on a connection kept alive from before SIGTERM: the client should retry elsewhere.
+      return rejectEarly(ctx, dialectFor(req), res, 503, ErrorCode.upstreamUnavailable, 'the runtime is shutting down; retry', undefined, {
+        'retry-after': '1',
+        'x-should-retry': 'true',
+        connection: 'close',
+      });
+    }
     const llmDialect = req.method === 'POST' ? ROUTES[path] : undefined;
-    const dialect = llmDialect ?? (req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropicDialect : openAiDialect);
+    const dialect = llmDialect ?? dialectFor(req);
     readBody(ctx, dialect, req, res, (raw) => {
       if (!llmDialect) {
         new Exchange(ctx, dialect, req, res, undefined, raw).start();
@@ -95,8 +108,14 @@ export function adminHandler(ctx: ServerContext): http.RequestListener {
 }
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * After a 413 the rest of an oversized body is read and dropped, up to this much, so the client
+ * can finish sending and read the answer (closing on it mid-upload makes clients report a
+ * broken pipe instead of the 413). Beyond it the connection is closed.
+ */
+const DISCARD_LIMIT = 64 * 1024 * 1024;
 
-/** Reads a request body up to the configured limit; larger bodies get 413 without being read. */
+/** Reads a request body up to the configured limit; larger bodies get 413 and are never buffered. */
 function readBody(
   ctx: ServerContext,
   dialect: ApiDialect,
@@ -106,9 +125,7 @@ function readBody(
 ): void {
   const limit = ctx.config.limits.maxBodyBytes;
   const declared = req.headers['content-length'];
-  const tooLarge = () =>
-    rejectEarly(ctx, dialect, res, 413, ErrorCode.requestTooLarge, `the request body exceeds ${limit} bytes (limits.maxBodyBytes)`, undefined, true);
-  if (declared !== undefined && Number(declared) > limit) return tooLarge();
+  if (declared !== undefined && Number(declared) > limit) return tooLarge(ctx, dialect, req, res, Number(declared));
   if (declared === '0' || ((req.method === 'GET' || req.method === 'HEAD') && declared === undefined && !req.headers['transfer-encoding'])) {
     req.resume();
     req.on('end', () => onBody(EMPTY));
@@ -122,13 +139,26 @@ function readBody(
       req.removeListener('data', onData);
       req.removeListener('end', onEnd);
       chunks.length = 0;
-      return tooLarge();
+      return tooLarge(ctx, dialect, req, res, size);
     }
     chunks.push(chunk);
   };
   const onEnd = () => onBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
   req.on('data', onData);
   req.on('end', onEnd);
+}
+
+function tooLarge(ctx: ServerContext, dialect: ApiDialect, req: http.IncomingMessage, res: http.ServerResponse, seen: number): void {
+  const limit = ctx.config.limits.maxBodyBytes;
+  const hopeless = seen > DISCARD_LIMIT;
+  rejectEarly(ctx, dialect, res, 413, ErrorCode.requestTooLarge, `the request body exceeds ${limit} bytes (limits.maxBodyBytes)`, undefined, hopeless ? { connection: 'close' } : undefined);
+  if (hopeless || req.complete) return;
+  let discarded = seen;
+  req.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > DISCARD_LIMIT) req.socket.destroy();
+  });
+  req.resume();
 }
 
 /** Answers a request that never reaches a provider, counting it. */
@@ -140,17 +170,17 @@ export function rejectEarly(
   code: string,
   message: string,
   param?: string,
-  close = false,
+  extra?: http.OutgoingHttpHeaders,
 ): void {
   const body = dialect.errorBody(status, code, message, param);
   const headers: http.OutgoingHttpHeaders = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'x-cdk-agents-error': code,
-    // Retrying an invalid request cannot succeed (the official SDKs honour this header).
+    // Sending the same request again cannot succeed (the official SDKs honour this header).
     'x-should-retry': 'false',
+    ...extra,
   };
-  if (close) headers.connection = 'close';
   res.writeHead(status, headers);
   res.end(body);
   ctx.metrics.for(ctx.agent, 'none', 'none').request(status).inc();

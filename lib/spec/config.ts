@@ -4,10 +4,12 @@
  * be synthesized.
  */
 import * as z from 'zod';
-import { PROVIDER_TYPES, DEFAULT_BASE_URLS } from './providers';
+import { PROVIDER_TYPES, DEFAULT_BASE_URLS, type ProviderType } from './providers';
+import { SecretRefSchema } from './secret-ref';
+
+export { SecretRefSchema, type SecretRef } from './secret-ref';
 
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 const name = () =>
@@ -33,25 +35,6 @@ const ListenSchema = z.strictObject({
   host: z.string().min(1).describe('Interface to bind. The sidecar binds loopback so only its pod can call it.'),
   port: port.describe('TCP port (0: any free port, reported in the start-up log).'),
 });
-
-/** A reference to a secret value: an environment variable or a mounted file. Never the value itself. */
-export const SecretRefSchema = z
-  .strictObject(
-    {
-      env: z.string().regex(ENV_NAME_PATTERN, { error: 'must be an environment variable name' }).optional(),
-      file: z.string().startsWith('/', { error: 'must be an absolute file path' }).optional(),
-    },
-    {
-      error: (issue) =>
-        issue.code === 'invalid_type'
-          ? 'must be a reference {"env": "NAME"} or {"file": "/path"}, never a literal secret'
-          : undefined,
-    },
-  )
-  .refine((ref) => (ref.env === undefined) !== (ref.file === undefined), {
-    error: 'give exactly one of "env" or "file"',
-  })
-  .describe('Where the runtime reads a secret from at start: an environment variable or a mounted file.');
 
 export const ProviderSchema = z
   .strictObject({
@@ -84,24 +67,35 @@ export const ProviderSchema = z
       .optional()
       .describe('Extra static headers sent to this provider (not secrets: use apiKey).'),
   })
-  .superRefine((provider, ctx) => {
-    if (!provider.baseUrl && !DEFAULT_BASE_URLS[provider.type]) {
-      ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `is required for type ${provider.type}` });
-    }
-    if (provider.type !== 'azure-openai') {
-      for (const field of ['apiVersion', 'deployments'] as const) {
-        if (provider[field] !== undefined) {
-          ctx.addIssue({ code: 'custom', path: [field], message: `only applies to type azure-openai; remove it` });
-        }
+  // Runs even when fields failed to parse (one run reports every problem): the input is unchecked here.
+  .superRefine(
+    (value, ctx) => {
+      const provider = value as Record<string, unknown>;
+      const type = provider.type as ProviderType;
+      if (!(PROVIDER_TYPES as readonly unknown[]).includes(type)) return;
+      if (provider.baseUrl === undefined && !DEFAULT_BASE_URLS[type]) {
+        ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `is required for type ${type}` });
       }
-    } else if (provider.deployments && !provider.apiVersion) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['apiVersion'],
-        message: 'is required with deployments (deployment-style URLs need an api-version)',
-      });
-    }
-  });
+      if (type !== 'azure-openai') {
+        for (const field of ['apiVersion', 'deployments'] as const) {
+          if (provider[field] !== undefined) {
+            ctx.addIssue({ code: 'custom', path: [field], message: `only applies to type azure-openai; remove it` });
+          }
+        }
+      } else if (provider.deployments !== undefined && provider.apiVersion === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['apiVersion'],
+          message: 'is required with deployments (deployment-style URLs need an api-version)',
+        });
+      }
+    },
+    { when: isObject },
+  );
+
+function isObject(payload: { value: unknown }): boolean {
+  return typeof payload.value === 'object' && payload.value !== null;
+}
 
 export const PriceSchema = z.strictObject({
   input: z.number().nonnegative().describe('USD per million uncached input tokens.'),
@@ -121,18 +115,23 @@ const TimeoutsSchema = z
     requestHeadersMs: positiveMs.default(10_000).describe('A client must send its request headers within this time.'),
     requestBodyMs: positiveMs.default(30_000).describe('A client must send its whole request within this time.'),
   })
-  .superRefine((t, ctx) => {
-    if (t.firstByteMs > t.totalMs) {
-      ctx.addIssue({ code: 'custom', path: ['firstByteMs'], message: `(${t.firstByteMs}) must be <= totalMs (${t.totalMs})` });
-    }
-    if (t.requestHeadersMs > t.requestBodyMs) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['requestHeadersMs'],
-        message: `(${t.requestHeadersMs}) must be <= requestBodyMs (${t.requestBodyMs})`,
-      });
-    }
-  });
+  .superRefine(
+    (value, ctx) => {
+      const t = value as Record<string, unknown>;
+      const pairs = [
+        ['firstByteMs', 'totalMs'],
+        ['requestHeadersMs', 'requestBodyMs'],
+      ] as const;
+      for (const [small, large] of pairs) {
+        const a = t[small];
+        const b = t[large];
+        if (typeof a === 'number' && typeof b === 'number' && a > b) {
+          ctx.addIssue({ code: 'custom', path: [small], message: `(${a}) must be <= ${large} (${b})` });
+        }
+      }
+    },
+    { when: isObject },
+  );
 
 const RetrySchema = z.strictObject({
   maxAttempts: z.number().int().min(1).max(10).default(3).describe('Upstream attempts per request, failovers included.'),
@@ -225,7 +224,7 @@ export const SidecarConfigSchema = z
         }
       });
     },
-    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+    { when: isObject },
   )
   .describe('cdk-agents runtime configuration (sidecar and gateway).');
 
@@ -234,7 +233,6 @@ export type SidecarConfigInput = z.input<typeof SidecarConfigSchema>;
 /** The config as the runtime sees it, every default filled in. */
 export type SidecarConfig = z.output<typeof SidecarConfigSchema>;
 export type ProviderConfig = z.output<typeof ProviderSchema>;
-export type SecretRef = z.output<typeof SecretRefSchema>;
 
 /** One validation problem, located by JSON path (`providers[1].baseUrl`). */
 export interface ConfigIssue {
@@ -243,8 +241,12 @@ export interface ConfigIssue {
 }
 
 export class ConfigValidationError extends Error {
-  constructor(public readonly issues: readonly ConfigIssue[]) {
-    super(`invalid cdk-agents config:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+  constructor(
+    public readonly issues: readonly ConfigIssue[],
+    /** Where the config came from (a file path), when known. */
+    public readonly source?: string,
+  ) {
+    super(`invalid cdk-agents config${source ? ` (${source})` : ''}:\n${issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
     this.name = 'ConfigValidationError';
   }
 }

@@ -82,10 +82,11 @@ const SNAPSHOT_SUFFIX = /-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$/;
  * Returns undefined for an unpriced model (a version suffix like `-5-2` is a different model).
  */
 export function findPrice(table: PriceTable, model: string): ModelPrice | undefined {
-  const exact = table[model];
-  if (exact) return exact;
+  // Own properties only: a model named "constructor" must not find Object.prototype's.
+  if (Object.hasOwn(table, model)) return table[model];
   const m = SNAPSHOT_SUFFIX.exec(model);
-  return m ? table[model.slice(0, m.index)] : undefined;
+  const base = m ? model.slice(0, m.index) : undefined;
+  return base !== undefined && Object.hasOwn(table, base) ? table[base] : undefined;
 }
 
 /** Cost of one request in USD. */

@@ -2,10 +2,10 @@
  * Keep-alive connection pool to one upstream origin, speaking HTTP/1.1 over TCP or TLS.
  *
  * One request per connection at a time (no pipelining). Idle connections are reused
- * newest-first so a quiet period lets the oldest ones expire. A connection the server closed
- * while it sat idle is dropped as soon as the close is seen; a request that fails on a reused
- * connection before any response byte arrives is sent once more on a fresh connection, since
- * the server cannot have acted on it.
+ * newest-first so a quiet period lets the oldest ones expire, and a connection the server
+ * closed while it sat idle is dropped as soon as the close is seen. A request is never resent
+ * here, not even after a failure on a reused connection before any response byte: the provider
+ * may have acted on it (and billed it), so that is the exchange's decision, counted as an attempt.
  *
  * Each socket gets its listeners once, at connect, and routes events to whichever call owns it:
  * no listener or closure churn per request.
@@ -55,7 +55,7 @@ interface PooledSocket extends net.Socket {
   _idleSince: number;
 }
 
-type AcquireCallback = (socket: PooledSocket | null, error?: UpstreamError, reused?: boolean) => void;
+type AcquireCallback = (socket: PooledSocket | null, error?: UpstreamError) => void;
 
 /** Bodies up to this size are copied into the head's buffer so a request is one write. */
 const SINGLE_WRITE_MAX = 64 * 1024;
@@ -105,7 +105,7 @@ export class OriginPool {
   /** Sends a request; the callbacks receive the response. The returned call can be aborted. */
   request(req: UpstreamRequest, callbacks: UpstreamCallbacks): UpstreamCall {
     const call = new UpstreamCall(this, req, callbacks);
-    call.start(false);
+    call.start();
     return call;
   }
 
@@ -125,14 +125,12 @@ export class OriginPool {
   }
 
   /** @internal Hands out an idle connection, a new one, or queues until one frees up. */
-  acquire(fresh: boolean, cb: AcquireCallback): void {
+  acquire(cb: AcquireCallback): void {
     if (this.shut) return cb(null, new UpstreamError('connect', 'pool closed', false));
-    if (!fresh) {
-      let socket: PooledSocket | undefined;
-      while ((socket = this.idle.pop())) {
-        if (!socket.destroyed && socket.readable && socket.writable) return cb(socket, undefined, true);
-        socket.destroy();
-      }
+    let socket: PooledSocket | undefined;
+    while ((socket = this.idle.pop())) {
+      if (!socket.destroyed && socket.readable && socket.writable) return cb(socket);
+      socket.destroy();
     }
     if (this.open >= this.options.maxSockets) {
       this.waiting.push(cb);
@@ -184,7 +182,7 @@ export class OriginPool {
       socket.on('end', onSocketEnd);
       socket.on('error', onSocketError);
       socket.on('close', onSocketClose);
-      cb(socket, undefined, false);
+      cb(socket);
     });
   }
 
@@ -196,7 +194,7 @@ export class OriginPool {
       return;
     }
     const next = this.waiting.shift();
-    if (next) return next(socket, undefined, true);
+    if (next) return next(socket);
     socket._idleSince = Date.now();
     this.idle.push(socket);
     if (!this.sweeper) {
@@ -258,8 +256,6 @@ export class UpstreamCall {
   private socket: PooledSocket | null = null;
   private readonly parser: ResponseParser;
   private finished = false;
-  private retriedFresh = false;
-  private reused = false;
 
   constructor(
     private readonly pool: OriginPool,
@@ -270,15 +266,14 @@ export class UpstreamCall {
   }
 
   /** @internal */
-  start(fresh: boolean): void {
-    this.pool.acquire(fresh, (socket, error, reused) => {
+  start(): void {
+    this.pool.acquire((socket, error) => {
       if (this.finished) {
         if (socket) this.pool.release(socket, true);
         return;
       }
       if (!socket) return this.fail(error!);
       this.socket = socket;
-      this.reused = reused === true;
       socket._call = this;
       const parts = this.pool.serialize(this.req);
       for (const part of parts) socket.write(part);
@@ -324,13 +319,6 @@ export class UpstreamCall {
   onSocketGone(reason: string): void {
     if (this.finished) return;
     if (this.parser.closed()) return; // body delimited by the close
-    if (this.reused && !this.parser.received && !this.retriedFresh) {
-      // The server closed a kept-alive connection under us before reading the request.
-      this.retriedFresh = true;
-      this.dropSocket();
-      this.start(true);
-      return;
-    }
     this.fail(new UpstreamError('connection', reason, this.parser.received));
   }
 

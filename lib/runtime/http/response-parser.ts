@@ -68,8 +68,8 @@ export class ResponseParser {
       switch (this.state) {
         case State.Head: {
           const end = buf.indexOf(CRLF_CRLF, pos);
+          if ((end < 0 ? buf.length : end) - pos > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
           if (end < 0) {
-            if (buf.length - pos > MAX_HEAD_BYTES) throw new ResponseParseError('response head too large');
             this.pending = buf.subarray(pos);
             return;
           }
@@ -171,8 +171,8 @@ export class ResponseParser {
     const statusLine = firstLf < 0 ? head : head.slice(0, firstLf);
     if (!statusLine.startsWith('HTTP/1.')) throw new ResponseParseError(`bad status line: ${statusLine.slice(0, 40)}`);
     const http10 = statusLine.charCodeAt(7) === 48; /* '0' */
-    const status = parseInt(statusLine.slice(9, 12), 10);
-    if (!(status >= 100 && status <= 999)) throw new ResponseParseError(`bad status line: ${statusLine.slice(0, 40)}`);
+    const status = Number(statusLine.slice(9, 12));
+    if (!(status >= 100 && status <= 999) || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) throw new ResponseParseError(`bad status line: ${statusLine.slice(0, 40)}`);
     if (status >= 100 && status < 200) return -1;
 
     const headers: ResponseHeaders = {};

@@ -65,7 +65,7 @@ export class UpstreamProvider {
 
   /** The model name this provider serves a requested model as. */
   upstreamModel(model: string): string {
-    return this.modelMap[model] ?? model;
+    return Object.hasOwn(this.modelMap, model) ? this.modelMap[model] : model;
   }
 
   /**
@@ -81,7 +81,8 @@ export class UpstreamProvider {
     const rest = path.startsWith('/v1/') ? path.slice(3) : path;
     if (this.type !== 'azure-openai') return this.basePath + rest + (query ? `?${query}` : '');
     if (this.config.apiVersion) {
-      const deployment = (model && this.config.deployments?.[model]) ?? model;
+      const deployments = this.config.deployments;
+      const deployment = model && deployments && Object.hasOwn(deployments, model) ? deployments[model] : model;
       const prefix = deployment ? `/openai/deployments/${encodeURIComponent(deployment)}` : '/openai';
       const search = new URLSearchParams(query);
       search.set('api-version', this.config.apiVersion);
