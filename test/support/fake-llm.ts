@@ -58,11 +58,21 @@ export interface RecordedRequest {
   raw: string;
 }
 
+/** How the fake's response to one request ended. */
+export interface ResponseOutcome {
+  /** True when the whole response was written; false when the connection closed first (client gone). */
+  finished: boolean;
+  /** Milliseconds from the request's arrival to the close. */
+  afterMs: number;
+}
+
 export const DEFAULT_TEXT = 'Hello! How can I help you today?';
 export const DEFAULT_USAGE: FakeUsage = { input: 12, output: 9 };
 
 export class FakeLlm {
   readonly requests: RecordedRequest[] = [];
+  /** One per recorded request, same index: resolves when that response closes, however it ended. */
+  readonly responseClosed: Promise<ResponseOutcome>[] = [];
   private readonly steps: Step[] = [];
   private readonly server: http.Server;
   private readonly sockets = new Set<import('node:net').Socket>();
@@ -108,6 +118,7 @@ export class FakeLlm {
   reset(): void {
     this.steps.length = 0;
     this.requests.length = 0;
+    this.responseClosed.length = 0;
     this.defaultStep = {};
   }
 
@@ -118,6 +129,11 @@ export class FakeLlm {
   /** Open connections from clients (the proxy's pool). */
   get connections(): number {
     return this.sockets.size;
+  }
+
+  /** Closes every open connection (the proxy's pooled ones), so the next request arrives on a fresh one. */
+  dropConnections(): void {
+    for (const s of this.sockets) s.destroy();
   }
 
   async close(): Promise<void> {
@@ -137,6 +153,10 @@ export class FakeLlm {
         body = undefined;
       }
       this.requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, raw });
+      const arrived = Date.now();
+      this.responseClosed.push(
+        new Promise((resolve) => res.once('close', () => resolve({ finished: res.writableFinished, afterMs: Date.now() - arrived }))),
+      );
       const step = { ...this.defaultStep, ...(this.steps.shift() ?? {}) };
       const anthropic = (req.url ?? '').includes('/messages');
       if (step.reset) {

@@ -47,12 +47,15 @@ export class Sidecar {
   }
 
   /** Runs the sidecar to its exit (for start-up failures). */
-  static async run(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+  static async run(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string; stdout: string }> {
     const child = spawn(process.execPath, [SIDECAR, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let stdout = '';
     child.stderr!.on('data', (d) => (stderr += d));
-    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-    return { code, stderr };
+    child.stdout!.on('data', (d) => (stdout += d));
+    // 'close', not 'exit': the output pipes are read to their end.
+    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+    return { code, stderr, stdout };
   }
 
   /** Resolves with the fields of the first stderr log line whose msg is `msg`. */
