@@ -1,0 +1,418 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: one load generator (wrk), one fake provider (bench/upstream.js), and every
+ * target side by side in one run, interleaved round by round so machine noise hits them alike:
+ *
+ *   direct   the fake provider itself
+ *   sidecar  dist/sidecar.js in quick local mode (metering and metrics on), started as shipped
+ *   bare     bench/bare-proxy.js: node:http in and out, JSON.parse of the usage, nothing else
+ *   nginx    Debian's nginx as a reverse proxy, one worker (the floor for any proxy), if installed
+ *   portkey  the Portkey gateway (@portkey-ai/gateway) with its custom host pointing at the fake
+ *
+ * Reports throughput at 32 connections (p50/p99), the median latency each proxy adds to
+ * sequential requests, the time each adds to the first streamed token, and the sidecar's RSS
+ * under load and bundle size; checks them against the floors; writes bench/results.json and the
+ * table in bench/README.md and README.md.
+ *
+ * Options: --rounds N (3), --seconds S per throughput run (5), --quick (1 round, 3 s).
+ */
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const ROUNDS = opt('--rounds', quick ? 1 : 3);
+const SECONDS = opt('--seconds', quick ? 3 : 5);
+const SEQ_SECONDS = quick ? 2 : 3;
+const TTFT_REQUESTS = quick ? 100 : 300;
+const CONNECTIONS = 32;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-agents-bench-'));
+const children = [];
+
+const FLOORS = {
+  sequentialAddedMedianMs: 0.3,
+  throughputVsNginx: 0.5,
+  throughputVsPortkey: 10,
+  sidecarRssMb: 100,
+  bundleKiB: 400,
+};
+
+const REQUEST = JSON.stringify({
+  model: 'gpt-4o-mini',
+  messages: [
+    { role: 'system', content: 'You are a concise support assistant.' },
+    { role: 'user', content: 'Say hello in one short sentence, please.' },
+  ],
+});
+const STREAM_REQUEST = JSON.stringify({ ...JSON.parse(REQUEST), stream: true });
+
+function which(cmd) {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(cmd, argv, env) {
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let err = '';
+  child.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
+  child.lastError = () => err;
+  children.push(child);
+  return child;
+}
+
+async function waitForPort(port, child, name) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (child && child.exitCode !== null) throw new Error(`${name} exited: ${child.lastError()}`);
+    if (Date.now() > deadline) throw new Error(`${name} did not listen on ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function cpuTicks(pid) {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return NaN;
+  }
+}
+
+function rssMb(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+function luaScript(name, target, body) {
+  const headers = { 'Content-Type': 'application/json', Authorization: 'Bearer sk-bench', ...target.headers };
+  const lines = [`wrk.method = "POST"`, `wrk.path = "${target.path}"`, `wrk.body = ${JSON.stringify(body)}`];
+  for (const [k, v] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
+  const file = path.join(tmp, `${name}.lua`);
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+function toMs(value) {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(value);
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 'ms' ? 1 : 1000);
+}
+
+function wrk(target, connections, seconds, onTick) {
+  return new Promise((resolve, reject) => {
+    const script = luaScript(target.name, target, REQUEST);
+    const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, `http://127.0.0.1:${target.port}`]);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const ticker = onTick ? setInterval(onTick, 100) : null;
+    child.on('exit', (code) => {
+      if (ticker) clearInterval(ticker);
+      if (code !== 0) return reject(new Error(`wrk failed for ${target.name}: ${out}`));
+      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+      const total = Number(/(\d+) requests in/.exec(out)?.[1]);
+      const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+      const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+      const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+      const socketErrors = /Socket errors: (.*)/.exec(out)?.[1] ?? null;
+      resolve({ rps, total, p50, p99, non2xx, socketErrors });
+    });
+  });
+}
+
+/** Sequential streamed requests on one kept-alive connection: time to the first content event. */
+async function ttft(target, count) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const samples = [];
+  const headers = { 'content-type': 'application/json', authorization: 'Bearer sk-bench', ...target.headers };
+  for (let i = 0; i < count; i++) {
+    samples.push(
+      await new Promise((resolve, reject) => {
+        const t0 = process.hrtime.bigint();
+        let firstToken = -1;
+        const req = http.request({ host: '127.0.0.1', port: target.port, path: target.path, method: 'POST', agent, headers }, (res) => {
+          let buf = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => {
+            if (firstToken >= 0) return;
+            buf += d;
+            if (/"content":"[^"]/.test(buf)) firstToken = Number(process.hrtime.bigint() - t0) / 1e6;
+          });
+          // The sample is taken at the first token but the stream is read to its end, so the
+          // next request does not wait behind this one's tail.
+          res.on('end', () => (firstToken >= 0 ? resolve(firstToken) : reject(new Error(`${target.name}: stream without content: ${buf.slice(0, 300)}`))));
+        });
+        req.on('error', reject);
+        req.end(STREAM_REQUEST);
+      }),
+    );
+  }
+  agent.destroy();
+  return median(samples);
+}
+
+function median(xs) {
+  const s = [...xs].filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+const round = (x, digits = 3) => (Number.isFinite(x) ? Number(x.toFixed(digits)) : null);
+
+async function main() {
+  if (!which('wrk')) {
+    console.error('bench: wrk is required (apt-get install -y wrk)');
+    process.exit(2);
+  }
+  const sidecarJs = path.join(root, 'dist', 'sidecar.js');
+  if (!fs.existsSync(sidecarJs)) throw new Error('dist/sidecar.js is missing: run npm run build');
+  const { SIDECAR_NODE_FLAGS } = require(path.join(root, 'dist', 'lib', 'spec', 'runtime-command.js'));
+
+  const upstreamPort = await freePort();
+  start(process.execPath, [path.join(__dirname, 'upstream.js'), String(upstreamPort)]);
+  await waitForPort(upstreamPort, null, 'upstream');
+
+  const targets = [{ name: 'direct', port: upstreamPort, path: '/v1/chat/completions', headers: {} }];
+
+  const sidecarPort = await freePort();
+  const sidecar = start(process.execPath, [
+    ...SIDECAR_NODE_FLAGS,
+    sidecarJs,
+    '--listen',
+    `127.0.0.1:${sidecarPort}`,
+    '--openai-base-url',
+    `http://127.0.0.1:${upstreamPort}/v1`,
+    '--agent',
+    'bench',
+  ]);
+  targets.push({ name: 'sidecar', port: sidecarPort, path: '/v1/chat/completions', headers: {}, pid: () => sidecar.pid });
+
+  const barePort = await freePort();
+  const bare = start(process.execPath, [path.join(__dirname, 'bare-proxy.js'), String(barePort), String(upstreamPort)]);
+  targets.push({ name: 'bare', port: barePort, path: '/v1/chat/completions', headers: {}, pid: () => bare.pid, noStream: true });
+
+  const nginxBin = which('nginx') || (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
+  if (nginxBin) {
+    const nginxPort = await freePort();
+    const conf = path.join(tmp, 'nginx.conf');
+    fs.writeFileSync(
+      conf,
+      `worker_processes 1;
+daemon off;
+pid ${tmp}/nginx.pid;
+error_log ${tmp}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${tmp}/nginx-body;
+  proxy_temp_path ${tmp}/nginx-proxy;
+  upstream fake { server 127.0.0.1:${upstreamPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${nginxPort};
+    location / {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+`,
+    );
+    const nginx = start(nginxBin, ['-c', conf, '-e', `${tmp}/nginx-error.log`]);
+    targets.push({
+      name: 'nginx',
+      port: nginxPort,
+      path: '/v1/chat/completions',
+      headers: {},
+      pid: () => {
+        try {
+          return Number(execFileSync('pgrep', ['-P', String(nginx.pid)], { encoding: 'utf8' }).trim().split('\n')[0]);
+        } catch {
+          return nginx.pid;
+        }
+      },
+    });
+  } else {
+    console.error('bench: nginx not installed (apt-get install -y nginx-light): its column is skipped');
+  }
+
+  const portkeyJs = path.join(root, 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.js');
+  if (fs.existsSync(portkeyJs)) {
+    const portkeyPort = await freePort();
+    const portkey = start(process.execPath, [portkeyJs, `--port=${portkeyPort}`, '--headless'], { NODE_ENV: 'production' });
+    targets.push({
+      name: 'portkey',
+      port: portkeyPort,
+      path: '/v1/chat/completions',
+      headers: { 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `http://127.0.0.1:${upstreamPort}/v1` },
+      pid: () => portkey.pid,
+    });
+  } else {
+    console.error('bench: @portkey-ai/gateway not installed (npm ci): its column is skipped');
+  }
+
+  for (const t of targets) await waitForPort(t.port, null, t.name);
+
+  // Warm-up: JIT, connection pools.
+  for (const t of targets) await wrk(t, CONNECTIONS, 2);
+
+  const throughput = Object.fromEntries(targets.map((t) => [t.name, []]));
+  let sidecarRss = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of targets) {
+      const pid = t.pid?.();
+      const cpu0 = pid ? cpuTicks(pid) : NaN;
+      const result = await wrk(t, CONNECTIONS, SECONDS, t.name === 'sidecar' ? () => (sidecarRss = Math.max(sidecarRss, rssMb(pid))) : null);
+      const cpu1 = pid ? cpuTicks(pid) : NaN;
+      result.cpuUsPerRequest = ((cpu1 - cpu0) * (1e6 / 100)) / result.total;
+      throughput[t.name].push(result);
+      console.error(`round ${r + 1} ${t.name.padEnd(8)} ${result.rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50.toFixed(3)} ms  p99 ${result.p99.toFixed(3)} ms`);
+    }
+  }
+
+  const sequential = Object.fromEntries(targets.map((t) => [t.name, []]));
+  for (let r = 0; r < ROUNDS; r++) for (const t of targets) sequential[t.name].push((await wrk(t, 1, SEQ_SECONDS)).p50);
+
+  const ttfts = {};
+  const notes = {};
+  for (const t of targets.filter((x) => !x.noStream)) {
+    try {
+      ttfts[t.name] = await ttft(t, TTFT_REQUESTS);
+    } catch (err) {
+      // Portkey 1.15 on Node 20 answers every streamed request with "Something went wrong"
+      // (TypeError: immutable in updateHeaders; Portkey-AI/gateway#1389, #1550).
+      notes[t.name] = `streaming failed: ${err.message.slice(0, 160)}`;
+      console.error(`bench: ${t.name}: ${notes[t.name]}`);
+    }
+  }
+
+  const summary = {};
+  for (const t of targets) {
+    const runs = throughput[t.name];
+    summary[t.name] = {
+      rps: round(median(runs.map((x) => x.rps)), 0),
+      p50Ms: round(median(runs.map((x) => x.p50))),
+      p99Ms: round(median(runs.map((x) => x.p99))),
+      errors: runs.reduce((a, x) => a + x.non2xx, 0),
+      cpuUsPerRequest: round(median(runs.map((x) => x.cpuUsPerRequest)), 1),
+      sequentialP50Ms: round(median(sequential[t.name])),
+      addedSequentialMs: t.name === 'direct' ? 0 : round(median(sequential[t.name]) - median(sequential.direct)),
+      ttftMs: round(ttfts[t.name]),
+      addedTtftMs: ttfts[t.name] === undefined ? null : t.name === 'direct' ? 0 : round(ttfts[t.name] - ttfts.direct),
+    };
+  }
+  const s = summary.sidecar;
+  const ratio = (other) => (summary[other] ? round(s.rps / summary[other].rps, 2) : null);
+  const bundleKiB = round(fs.statSync(sidecarJs).size / 1024, 1);
+  const checks = [
+    { check: 'sidecar adds to the sequential median (ms)', value: s.addedSequentialMs, floor: `<= ${FLOORS.sequentialAddedMedianMs}`, pass: s.addedSequentialMs <= FLOORS.sequentialAddedMedianMs },
+    { check: 'sidecar / nginx throughput', value: ratio('nginx'), floor: `>= ${FLOORS.throughputVsNginx}`, pass: summary.nginx ? ratio('nginx') >= FLOORS.throughputVsNginx : null },
+    { check: 'sidecar / portkey throughput', value: ratio('portkey'), floor: `>= ${FLOORS.throughputVsPortkey}`, pass: summary.portkey ? ratio('portkey') >= FLOORS.throughputVsPortkey : null },
+    { check: 'sidecar / bare Node proxy throughput', value: ratio('bare'), floor: '> 1 (aim)', pass: ratio('bare') > 1 },
+    { check: 'sidecar RSS under load (MB)', value: round(sidecarRss, 1), floor: `<= ${FLOORS.sidecarRssMb}`, pass: sidecarRss <= FLOORS.sidecarRssMb },
+    { check: 'dist/sidecar.js (KiB)', value: bundleKiB, floor: `<= ${FLOORS.bundleKiB}`, pass: bundleKiB <= FLOORS.bundleKiB },
+  ];
+
+  const results = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}` },
+    settings: { rounds: ROUNDS, secondsPerRun: SECONDS, connections: CONNECTIONS, sequentialSeconds: SEQ_SECONDS, ttftRequests: TTFT_REQUESTS, sidecarNodeFlags: SIDECAR_NODE_FLAGS },
+    targets: summary,
+    notes,
+    checks,
+  };
+  fs.writeFileSync(path.join(__dirname, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  const table = markdown(results);
+  writeSection(path.join(__dirname, 'README.md'), table);
+  writeSection(path.join(root, 'README.md'), table);
+  process.stdout.write(`${table}\n`);
+  const failed = checks.filter((c) => c.pass === false);
+  if (failed.length) process.stdout.write(`\nBELOW FLOOR: ${failed.map((c) => c.check).join('; ')}\n`);
+}
+
+function markdown(results) {
+  const cols = ['direct', 'sidecar', 'bare', 'nginx', 'portkey'].filter((n) => results.targets[n]);
+  const t = results.targets;
+  const fmt = (v, d = 3) => (v === null || v === undefined ? '–' : typeof v === 'number' ? v.toFixed(d) : String(v));
+  const rows = [
+    ['throughput, 32 connections (req/s)', (n) => fmt(t[n].rps, 0)],
+    ['p50 at 32 connections (ms)', (n) => fmt(t[n].p50Ms)],
+    ['p99 at 32 connections (ms)', (n) => fmt(t[n].p99Ms)],
+    ['CPU per request (µs)', (n) => (n === 'direct' ? '–' : fmt(t[n].cpuUsPerRequest, 1))],
+    ['sequential p50 (ms)', (n) => fmt(t[n].sequentialP50Ms)],
+    ['added to sequential p50 (ms)', (n) => (n === 'direct' ? '–' : fmt(t[n].addedSequentialMs))],
+    ['time to first streamed token (ms)', (n) => fmt(t[n].ttftMs)],
+    ['added to first token (ms)', (n) => (n === 'direct' || t[n].addedTtftMs === null ? '–' : fmt(t[n].addedTtftMs))],
+  ];
+  const lines = [
+    `Measured ${results.date.slice(0, 10)} on ${results.machine.cpus} cores (${results.machine.model}), Node ${results.machine.node}; medians of ${results.settings.rounds} interleaved rounds of ${results.settings.secondsPerRun} s; load generator, fake provider and proxy share the machine.`,
+    '',
+    `| | ${cols.join(' | ')} |`,
+    `|---|${cols.map(() => '---:').join('|')}|`,
+    ...rows.map(([label, f]) => `| ${label} | ${cols.map(f).join(' | ')} |`),
+    '',
+    '| check | value | floor | |',
+    '|---|---:|---|---|',
+    ...results.checks.map((c) => `| ${c.check} | ${fmt(c.value, 2)} | ${c.floor} | ${c.pass === null ? 'not measured' : c.pass ? 'pass' : '**below floor**'} |`),
+    ...Object.entries(results.notes).map(([name, note]) => `\n${name}: ${note}`),
+  ];
+  return lines.join('\n');
+}
+
+function writeSection(file, table) {
+  if (!fs.existsSync(file)) return;
+  const text = fs.readFileSync(file, 'utf8');
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) return;
+  fs.writeFileSync(file, `${text.slice(0, a + start.length)}\n${table}\n${text.slice(b)}`);
+}
+
+main()
+  .catch((err) => {
+    console.error(err.stack || err.message);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    setTimeout(() => {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }, 500);
+  });
