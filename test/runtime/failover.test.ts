@@ -7,37 +7,15 @@ import Anthropic from '@anthropic-ai/sdk';
 import * as net from 'node:net';
 import OpenAI from 'openai';
 import type { SidecarConfigInput } from '../../lib/spec';
-import { FakeLlm } from '../support/fake-llm';
+import { openaiProvider, PRIMARY_TEXT, SECONDARY_TEXT, useProviderPair } from '../support/provider-pair';
 import { metricDelta, rawPost, Sidecar, sleep, testConfig } from '../support/sidecar';
 
 const MODEL = 'gpt-4o-mini';
 const CLAUDE = 'claude-sonnet-4-6';
-const PRIMARY_TEXT = 'Answered by the primary.';
-const SECONDARY_TEXT = 'Answered by the secondary.';
 
 type Providers = SidecarConfigInput['providers'];
 
-let primary: FakeLlm;
-let secondary: FakeLlm;
-
-beforeAll(async () => {
-  [primary, secondary] = await Promise.all([FakeLlm.start(), FakeLlm.start()]);
-});
-
-afterAll(async () => {
-  await Promise.all([primary?.close(), secondary?.close()]);
-});
-
-beforeEach(() => {
-  primary.reset();
-  secondary.reset();
-  primary.defaultStep = { text: PRIMARY_TEXT };
-  secondary.defaultStep = { text: SECONDARY_TEXT };
-});
-
-function openaiProvider(name: string, baseUrl: string): Providers[number] {
-  return { name, type: 'openai', baseUrl };
-}
+const fakes = useProviderPair();
 
 /** Starts a sidecar for a describe block; fast backoff, a circuit breaker that stays out of the way unless set. */
 function useSidecar(providers: () => Providers, overrides: Partial<SidecarConfigInput> = {}): { sidecar: Sidecar; openai: OpenAI; anthropic: Anthropic } {
@@ -81,10 +59,10 @@ const CHAT_BODY = JSON.stringify({ model: MODEL, messages: [{ role: 'user', cont
 
 describe('failover to the next provider of the same shape', () => {
   const ctx = useSidecar(() => [
-    openaiProvider('primary', primary.openaiUrl),
-    openaiProvider('secondary', secondary.openaiUrl),
-    { name: 'claude-a', type: 'anthropic', baseUrl: primary.url },
-    { name: 'claude-b', type: 'anthropic', baseUrl: secondary.url },
+    openaiProvider('primary', fakes.primary.openaiUrl),
+    openaiProvider('secondary', fakes.secondary.openaiUrl),
+    { name: 'claude-a', type: 'anthropic', baseUrl: fakes.primary.url },
+    { name: 'claude-b', type: 'anthropic', baseUrl: fakes.secondary.url },
   ]);
 
   test.each([
@@ -94,14 +72,14 @@ describe('failover to the next provider of the same shape', () => {
     [429, 'rate_limited'],
   ])('a %d from the primary is answered by the secondary (reason %s)', async (status, reason) => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ status });
+    fakes.primary.script({ status });
 
     const completion = await ask(ctx.openai);
 
     expect(textOf(completion)).toBe(SECONDARY_TEXT);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
-    expect(secondary.requests[0].body.messages).toEqual([{ role: 'user', content: 'Say hello.' }]);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests[0].body.messages).toEqual([{ role: 'user', content: 'Say hello.' }]);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason })).toBe(1);
     expect(metricDelta(before, after, 'llm_upstream_failovers_total')).toBe(1);
@@ -112,31 +90,31 @@ describe('failover to the next provider of the same shape', () => {
 
   test('a streamed request fails over too when the primary answers 503 before streaming', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ status: 503 });
+    fakes.primary.script({ status: 503 });
 
     const stream = await ctx.openai.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
     let text = '';
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
 
     expect(text).toBe(SECONDARY_TEXT);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'server_error' })).toBe(1);
   });
 
   test('a connection reset by the primary is answered by the secondary (reason connection_error)', async () => {
     // A fresh connection, so the reset cannot pass for a stale kept-alive one.
-    primary.dropConnections();
+    fakes.primary.dropConnections();
     await sleep(50);
     const before = await ctx.sidecar.metricsText();
-    primary.script({ reset: true });
+    fakes.primary.script({ reset: true });
 
     const completion = await ask(ctx.openai);
 
     expect(textOf(completion)).toBe(SECONDARY_TEXT);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'connection_error' })).toBe(1);
   });
@@ -144,15 +122,15 @@ describe('failover to the next provider of the same shape', () => {
   test('a reset on a kept-alive connection, after the primary received the request, is not sent to the primary again', async () => {
     // Warm the pool: the next request reuses this connection.
     expect(textOf(await ask(ctx.openai))).toBe(PRIMARY_TEXT);
-    primary.requests.length = 0;
+    fakes.primary.requests.length = 0;
     const before = await ctx.sidecar.metricsText();
-    primary.script({ reset: true }); // the primary read the whole request, then dropped the connection
+    fakes.primary.script({ reset: true }); // the primary read the whole request, then dropped the connection
 
     const completion = await ask(ctx.openai);
 
     // The primary may have acted on (and billed) the request: sending it again would be a second,
     // uncounted attempt. It is a connection error like any other, and fails over.
-    expect(primary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
     expect(textOf(completion)).toBe(SECONDARY_TEXT);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'connection_error' })).toBe(1);
@@ -161,7 +139,7 @@ describe('failover to the next provider of the same shape', () => {
   test('a 400 from the primary goes back to the client as it is, without failover', async () => {
     const before = await ctx.sidecar.metricsText();
     const errorBody = { error: { message: "Invalid value for 'temperature'", type: 'invalid_request_error', param: 'temperature', code: 'invalid_value' } };
-    primary.script({ status: 400, errorBody: JSON.stringify(errorBody) });
+    fakes.primary.script({ status: 400, errorBody: JSON.stringify(errorBody) });
 
     const err = await ask(ctx.openai).catch((e: unknown) => e);
 
@@ -169,8 +147,8 @@ describe('failover to the next provider of the same shape', () => {
     const e = err as InstanceType<typeof OpenAI.BadRequestError>;
     expect(e.status).toBe(400);
     expect(e.error).toEqual(errorBody.error);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(0);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(0);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total')).toBe(0);
     expect(metricDelta(before, after, 'llm_upstream_retries_total')).toBe(0);
@@ -179,8 +157,8 @@ describe('failover to the next provider of the same shape', () => {
 
   test('with every provider failing, the client gets 502 upstream_unavailable after exactly maxAttempts upstream requests', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.defaultStep = { status: 503 };
-    secondary.defaultStep = { status: 500 };
+    fakes.primary.defaultStep = { status: 503 };
+    fakes.secondary.defaultStep = { status: 500 };
 
     const err = await ask(ctx.openai).catch((e: unknown) => e);
 
@@ -191,28 +169,28 @@ describe('failover to the next provider of the same shape', () => {
     expect(e.type).toBe('upstream_unavailable');
     expect(e.headers?.get('x-cdk-agents-error')).toBe('upstream_unavailable');
     // maxAttempts is 4: both providers once, then retries of one that already failed.
-    expect(primary.requests.length + secondary.requests.length).toBe(4);
-    expect(primary.requests.length).toBeGreaterThanOrEqual(1);
-    expect(secondary.requests.length).toBeGreaterThanOrEqual(1);
+    expect(fakes.primary.requests.length + fakes.secondary.requests.length).toBe(4);
+    expect(fakes.primary.requests.length).toBeGreaterThanOrEqual(1);
+    expect(fakes.secondary.requests.length).toBeGreaterThanOrEqual(1);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_retries_total')).toBe(2);
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'server_error' })).toBe(1);
 
     // The same from a plain HTTP client: status, header and OpenAI error shape.
-    primary.requests.length = 0;
-    secondary.requests.length = 0;
+    fakes.primary.requests.length = 0;
+    fakes.secondary.requests.length = 0;
     const res = await rawPost(`${ctx.sidecar.url}/v1/chat/completions`, CHAT_BODY, { 'content-type': 'application/json' });
     expect(res.status).toBe(502);
     expect(res.headers['x-cdk-agents-error']).toBe('upstream_unavailable');
     const body = JSON.parse(res.body);
     expect(body.error).toMatchObject({ type: 'upstream_unavailable', code: 'upstream_unavailable', param: null });
     expect(typeof body.error.message).toBe('string');
-    expect(primary.requests.length + secondary.requests.length).toBe(4);
+    expect(fakes.primary.requests.length + fakes.secondary.requests.length).toBe(4);
   });
 
   test("the same failure in Anthropic's shape for Anthropic providers", async () => {
-    primary.defaultStep = { status: 529 };
-    secondary.defaultStep = { status: 503 };
+    fakes.primary.defaultStep = { status: 529 };
+    fakes.secondary.defaultStep = { status: 503 };
 
     const err = await ctx.anthropic.messages
       .create({ model: CLAUDE, max_tokens: 64, messages: [{ role: 'user', content: 'Say hello.' }] })
@@ -224,13 +202,13 @@ describe('failover to the next provider of the same shape', () => {
     expect(e.type).toBe('upstream_unavailable');
     expect(e.error).toMatchObject({ type: 'error', error: { type: 'upstream_unavailable' } });
     expect(e.headers?.get('x-cdk-agents-error')).toBe('upstream_unavailable');
-    expect(primary.requests.length + secondary.requests.length).toBe(4);
-    for (const r of [...primary.requests, ...secondary.requests]) expect(r.path).toBe('/v1/messages');
+    expect(fakes.primary.requests.length + fakes.secondary.requests.length).toBe(4);
+    for (const r of [...fakes.primary.requests, ...fakes.secondary.requests]) expect(r.path).toBe('/v1/messages');
   });
 
   test('never a retry after the first byte: a stream cut mid-way ends with an error event, billed as estimated', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ cutAfterEvents: 3 });
+    fakes.primary.script({ cutAfterEvents: 3 });
 
     const stream = await ctx.openai.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
     const received: string[] = [];
@@ -243,8 +221,8 @@ describe('failover to the next provider of the same shape', () => {
     expect(received.join('')).not.toBe(PRIMARY_TEXT);
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect((err as InstanceType<typeof OpenAI.APIError>).code).toBe('upstream_unavailable');
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(0);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(0);
 
     const after = await ctx.sidecar.metricsText();
     const labels = { agent: 'test-agent', provider: 'primary', model: MODEL };
@@ -258,14 +236,14 @@ describe('failover to the next provider of the same shape', () => {
 
   test('a non-streamed answer cut half-way fails over, since nothing had reached the client', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ cutAfterEvents: 1 });
+    fakes.primary.script({ cutAfterEvents: 1 });
 
     const completion = await ask(ctx.openai);
 
     expect(textOf(completion)).toBe(SECONDARY_TEXT);
     expect(completion.usage).toMatchObject({ prompt_tokens: 12, completion_tokens: 9 });
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'connection_error' })).toBe(1);
     expect(metricDelta(before, after, 'llm_usage_estimated_total')).toBe(0);
@@ -278,7 +256,7 @@ describe('a provider that refuses connections', () => {
   beforeAll(async () => {
     deadUrl = `http://127.0.0.1:${await closedPort()}/v1`;
   });
-  const ctx = useSidecar(() => [openaiProvider('primary', deadUrl), openaiProvider('secondary', secondary.openaiUrl)]);
+  const ctx = useSidecar(() => [openaiProvider('primary', deadUrl), openaiProvider('secondary', fakes.secondary.openaiUrl)]);
 
   test('is failed over to the secondary (reason connect_error)', async () => {
     const before = await ctx.sidecar.metricsText();
@@ -286,27 +264,27 @@ describe('a provider that refuses connections', () => {
     const completion = await ask(ctx.openai);
 
     expect(textOf(completion)).toBe(SECONDARY_TEXT);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'connect_error' })).toBe(1);
   });
 });
 
 describe('Retry-After from the only provider', () => {
-  const ctx = useSidecar(() => [openaiProvider('only', primary.openaiUrl)], {
+  const ctx = useSidecar(() => [openaiProvider('only', fakes.primary.openaiUrl)], {
     retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 40, maxRetryAfterMs: 2_000 },
   });
 
   test('is waited for before the retry, which succeeds', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ status: 429, headers: { 'retry-after': '1' } });
+    fakes.primary.script({ status: 429, headers: { 'retry-after': '1' } });
 
     const started = performance.now();
     const completion = await ask(ctx.openai);
     const elapsed = performance.now() - started;
 
     expect(textOf(completion)).toBe(PRIMARY_TEXT);
-    expect(primary.requests).toHaveLength(2);
+    expect(fakes.primary.requests).toHaveLength(2);
     // The backoff alone would be a few ms: the second attempt waited for the Retry-After.
     expect(elapsed).toBeGreaterThanOrEqual(950);
     expect(elapsed).toBeLessThan(6_000);
@@ -317,7 +295,7 @@ describe('Retry-After from the only provider', () => {
 
   test('above retry.maxRetryAfterMs is not waited for: 502 upstream_unavailable at once', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ status: 429, headers: { 'retry-after': '30' } });
+    fakes.primary.script({ status: 429, headers: { 'retry-after': '30' } });
 
     const started = performance.now();
     const err = await ask(ctx.openai).catch((e: unknown) => e);
@@ -328,7 +306,7 @@ describe('Retry-After from the only provider', () => {
     expect(e.status).toBe(502);
     expect(e.code).toBe('upstream_unavailable');
     expect(elapsed).toBeLessThan(5_000);
-    expect(primary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_retries_total')).toBe(0);
   });
@@ -336,15 +314,15 @@ describe('Retry-After from the only provider', () => {
 
 describe('circuit breaker', () => {
   const COOLDOWN_MS = 1_500;
-  const ctx = useSidecar(() => [openaiProvider('primary', primary.openaiUrl), openaiProvider('secondary', secondary.openaiUrl)], {
+  const ctx = useSidecar(() => [openaiProvider('primary', fakes.primary.openaiUrl), openaiProvider('secondary', fakes.secondary.openaiUrl)], {
     retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 40 },
     circuitBreaker: { failureThreshold: 2, cooldownMs: COOLDOWN_MS },
   });
 
   async function openPrimaryCircuit(): Promise<void> {
-    primary.defaultStep = { status: 503 };
+    fakes.primary.defaultStep = { status: 503 };
     for (let i = 0; i < 2; i++) expect(textOf(await ask(ctx.openai))).toBe(SECONDARY_TEXT);
-    expect(primary.requests).toHaveLength(2);
+    expect(fakes.primary.requests).toHaveLength(2);
   }
 
   test('opens after failureThreshold failures, skips the primary, and closes after a successful trial', async () => {
@@ -352,29 +330,29 @@ describe('circuit breaker', () => {
     expect(await ctx.sidecar.metric('llm_upstream_circuit_open', { provider: 'primary' })).toBe(1);
     expect(await ctx.sidecar.metric('llm_upstream_circuit_open', { provider: 'secondary' })).toBe(0);
 
-    // Open: straight to the secondary, the primary sees nothing.
+    // Open: straight to the fakes.secondary, the primary sees nothing.
     const before = await ctx.sidecar.metricsText();
     expect(textOf(await ask(ctx.openai))).toBe(SECONDARY_TEXT);
     expect(textOf(await ask(ctx.openai))).toBe(SECONDARY_TEXT);
-    expect(primary.requests).toHaveLength(2);
+    expect(fakes.primary.requests).toHaveLength(2);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'circuit_open' })).toBe(2);
 
-    // After the cooldown, one trial request (of two at once) reaches the recovered primary.
-    primary.defaultStep = { text: PRIMARY_TEXT, delayMs: 500 };
+    // After the cooldown, one trial request (of two at once) reaches the recovered fakes.primary.
+    fakes.primary.defaultStep = { text: PRIMARY_TEXT, delayMs: 500 };
     await sleep(COOLDOWN_MS + 300);
     const both = await Promise.all([ask(ctx.openai), ask(ctx.openai)]);
     expect(both.map(textOf).sort()).toEqual([PRIMARY_TEXT, SECONDARY_TEXT]);
-    expect(primary.requests).toHaveLength(3);
+    expect(fakes.primary.requests).toHaveLength(3);
 
-    // The trial succeeded: closed, and traffic is back on the primary.
-    primary.defaultStep = { text: PRIMARY_TEXT };
+    // The trial succeeded: closed, and traffic is back on the fakes.primary.
+    fakes.primary.defaultStep = { text: PRIMARY_TEXT };
     expect(await ctx.sidecar.metric('llm_upstream_circuit_open', { provider: 'primary' })).toBe(0);
-    const secondaryBefore = secondary.requests.length;
+    const secondaryBefore = fakes.secondary.requests.length;
     expect(textOf(await ask(ctx.openai))).toBe(PRIMARY_TEXT);
     expect(textOf(await ask(ctx.openai))).toBe(PRIMARY_TEXT);
-    expect(primary.requests).toHaveLength(5);
-    expect(secondary.requests).toHaveLength(secondaryBefore);
+    expect(fakes.primary.requests).toHaveLength(5);
+    expect(fakes.secondary.requests).toHaveLength(secondaryBefore);
   });
 
   test('a failed trial opens the circuit again', async () => {
@@ -383,9 +361,9 @@ describe('circuit breaker', () => {
 
     const before = await ctx.sidecar.metricsText();
     expect(textOf(await ask(ctx.openai))).toBe(SECONDARY_TEXT); // the trial fails over
-    expect(primary.requests).toHaveLength(3);
+    expect(fakes.primary.requests).toHaveLength(3);
     expect(textOf(await ask(ctx.openai))).toBe(SECONDARY_TEXT); // open again: skipped
-    expect(primary.requests).toHaveLength(3);
+    expect(fakes.primary.requests).toHaveLength(3);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'server_error' })).toBe(1);
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'circuit_open' })).toBe(1);
@@ -394,18 +372,18 @@ describe('circuit breaker', () => {
 });
 
 describe('every provider in cooldown', () => {
-  const ctx = useSidecar(() => [openaiProvider('primary', primary.openaiUrl), openaiProvider('secondary', secondary.openaiUrl)], {
+  const ctx = useSidecar(() => [openaiProvider('primary', fakes.primary.openaiUrl), openaiProvider('secondary', fakes.secondary.openaiUrl)], {
     retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 40 },
     circuitBreaker: { failureThreshold: 1, cooldownMs: 5_000 },
   });
 
   test('the client gets 503 upstream_unavailable with Retry-After, and no provider is called', async () => {
-    primary.defaultStep = { status: 503 };
-    secondary.defaultStep = { status: 503 };
+    fakes.primary.defaultStep = { status: 503 };
+    fakes.secondary.defaultStep = { status: 503 };
     const first = (await ask(ctx.openai).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
     expect(first.status).toBe(502);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     expect(await ctx.sidecar.metric('llm_upstream_circuit_open')).toBe(2);
 
     const err = await ask(ctx.openai).catch((e: unknown) => e);
@@ -416,8 +394,8 @@ describe('every provider in cooldown', () => {
     const retryAfter = Number(e.headers?.get('retry-after'));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(5);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
 
     const res = await rawPost(`${ctx.sidecar.url}/v1/chat/completions`, CHAT_BODY, { 'content-type': 'application/json' });
     expect(res.status).toBe(503);

@@ -3,6 +3,7 @@
  * same status, headers, body and keep-alive verdict; malformed responses throw.
  */
 import fc from 'fast-check';
+import { splitAt, splits as splitsOf, type Split } from '../support/splits';
 import { ResponseParseError, ResponseParser, type ResponseHeaders } from '../../lib/runtime/http/response-parser';
 
 interface Parsed {
@@ -41,31 +42,7 @@ function parse(pieces: Buffer[], options: { head?: boolean; close?: boolean } = 
   return out;
 }
 
-/** How a byte stream is cut into reads: at arbitrary positions, or in pieces of a fixed small size. */
-type Split = { at: number[] } | { every: number };
-
-function splitAt(bytes: Buffer, split: Split | number[]): Buffer[] {
-  if (!Array.isArray(split) && 'every' in split) {
-    const pieces: Buffer[] = [];
-    for (let at = 0; at < bytes.length; at += split.every) pieces.push(bytes.subarray(at, at + split.every));
-    return pieces;
-  }
-  const positions = Array.isArray(split) ? split : split.at;
-  const cuts = [...new Set(positions.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let from = 0;
-  for (const cut of cuts) {
-    if (cut > from) pieces.push(bytes.subarray(from, cut));
-    from = Math.max(from, cut);
-  }
-  if (from < bytes.length) pieces.push(bytes.subarray(from));
-  return pieces;
-}
-
-const splits: fc.Arbitrary<Split> = fc.oneof(
-  fc.record({ at: fc.array(fc.nat(), { maxLength: 40 }) }),
-  fc.record({ every: fc.integer({ min: 1, max: 9 }) }),
-);
+const splits: fc.Arbitrary<Split> = splitsOf(40);
 
 interface Case {
   name: string;

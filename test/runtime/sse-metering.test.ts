@@ -5,6 +5,7 @@
  * error shapes.
  */
 import fc from 'fast-check';
+import { splitAt, splits as splitsOf, type Split } from '../support/splits';
 import { anthropicDialect } from '../../lib/runtime/api/anthropic';
 import type { ApiDialect, StreamMeter } from '../../lib/runtime/api/dialect';
 import { count, lastObjectValue, stringValueBytes } from '../../lib/runtime/api/json-scan';
@@ -74,31 +75,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-/** How a byte stream is cut into reads: at arbitrary positions, or in pieces of a fixed small size. */
-type Split = { at: number[] } | { every: number };
-
-function splitAt(bytes: Buffer, split: Split | number[]): Buffer[] {
-  if (!Array.isArray(split) && 'every' in split) {
-    const pieces: Buffer[] = [];
-    for (let at = 0; at < bytes.length; at += split.every) pieces.push(bytes.subarray(at, at + split.every));
-    return pieces;
-  }
-  const positions = Array.isArray(split) ? split : split.at;
-  const cuts = [...new Set(positions.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let from = 0;
-  for (const cut of cuts) {
-    if (cut > from) pieces.push(bytes.subarray(from, cut));
-    from = Math.max(from, cut);
-  }
-  if (from < bytes.length) pieces.push(bytes.subarray(from));
-  return pieces;
-}
-
-const splitsArb: fc.Arbitrary<Split> = fc.oneof(
-  fc.record({ at: fc.array(fc.nat(), { maxLength: 30 }) }),
-  fc.record({ every: fc.integer({ min: 1, max: 9 }) }),
-);
+const splitsArb: fc.Arbitrary<Split> = splitsOf(30);
 
 interface Run {
   /** Events the meter let through, in order. */

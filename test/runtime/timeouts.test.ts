@@ -7,38 +7,16 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import OpenAI from 'openai';
 import type { SidecarConfigInput } from '../../lib/spec';
-import { FakeLlm } from '../support/fake-llm';
+import { openaiProvider, PRIMARY_TEXT, SECONDARY_TEXT, useProviderPair } from '../support/provider-pair';
 import { metricDelta, Sidecar, testConfig } from '../support/sidecar';
 
 const MODEL = 'gpt-4o-mini';
-const PRIMARY_TEXT = 'Answered by the primary.';
-const SECONDARY_TEXT = 'Answered by the secondary.';
 const LONG_TEXT = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ');
 
 type Providers = SidecarConfigInput['providers'];
 type Timeouts = NonNullable<SidecarConfigInput['timeouts']>;
 
-let primary: FakeLlm;
-let secondary: FakeLlm;
-
-beforeAll(async () => {
-  [primary, secondary] = await Promise.all([FakeLlm.start(), FakeLlm.start()]);
-});
-
-afterAll(async () => {
-  await Promise.all([primary?.close(), secondary?.close()]);
-});
-
-beforeEach(() => {
-  primary.reset();
-  secondary.reset();
-  primary.defaultStep = { text: PRIMARY_TEXT };
-  secondary.defaultStep = { text: SECONDARY_TEXT };
-});
-
-function openaiProvider(name: string, baseUrl: string): Providers[number] {
-  return { name, type: 'openai', baseUrl };
-}
+const fakes = useProviderPair();
 
 function useSidecar(
   providers: () => Providers,
@@ -171,7 +149,7 @@ describe('first byte, idle and slow clients', () => {
   const IDLE_MS = 400;
   const HEADERS_MS = 500;
   const BODY_MS = 2_000;
-  const ctx = useSidecar(() => [openaiProvider('primary', primary.openaiUrl), openaiProvider('secondary', secondary.openaiUrl)], {
+  const ctx = useSidecar(() => [openaiProvider('primary', fakes.primary.openaiUrl), openaiProvider('secondary', fakes.secondary.openaiUrl)], {
     firstByteMs: FIRST_BYTE_MS,
     idleMs: IDLE_MS,
     requestHeadersMs: HEADERS_MS,
@@ -180,15 +158,15 @@ describe('first byte, idle and slow clients', () => {
 
   test('a primary that sends no response head within firstByteMs is failed over (reason timeout)', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ delayMs: 1_500 });
+    fakes.primary.script({ delayMs: 1_500 });
 
     const started = performance.now();
     const completion = await ask(ctx.openai);
     const elapsed = performance.now() - started;
 
     expect(completion.choices[0].message.content).toBe(SECONDARY_TEXT);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     expect(elapsed).toBeGreaterThanOrEqual(FIRST_BYTE_MS * 0.9);
     expect(elapsed).toBeLessThan(FIRST_BYTE_MS * 3 + 1_000); // well before the primary's 1.5 s answer
     const after = await ctx.sidecar.metricsText();
@@ -197,21 +175,21 @@ describe('first byte, idle and slow clients', () => {
 
   test('a stream whose head arrived but no body byte within firstByteMs is failed over too', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ firstByteDelayMs: 1_500 });
+    fakes.primary.script({ firstByteDelayMs: 1_500 });
 
     const { text, error } = await readStream(ctx.openai);
 
     expect(error).toBeUndefined();
     expect(text).toBe(SECONDARY_TEXT);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     const after = await ctx.sidecar.metricsText();
     expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'timeout' })).toBe(1);
   });
 
   test('a stream that stalls mid-way is cut after idleMs with an error event, billed as estimated', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.script({ stallAfterEvents: 3 });
+    fakes.primary.script({ stallAfterEvents: 3 });
 
     const { text, times, error } = await readStream(ctx.openai);
 
@@ -222,8 +200,8 @@ describe('first byte, idle and slow clients', () => {
     const silence = performance.now() - times[times.length - 1];
     expect(silence).toBeGreaterThanOrEqual(IDLE_MS * 0.9);
     expect(silence).toBeLessThan(IDLE_MS * 3 + 1_000);
-    expect(primary.requests).toHaveLength(1);
-    expect(secondary.requests).toHaveLength(0); // started streams are never retried
+    expect(fakes.primary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(0); // started streams are never retried
 
     const after = await ctx.sidecar.metricsText();
     const labels = { agent: 'test-agent', provider: 'primary', model: MODEL };
@@ -244,8 +222,8 @@ describe('first byte, idle and slow clients', () => {
     expect(result.closedAfterMs).toBeGreaterThanOrEqual(HEADERS_MS * 0.8);
     expect(result.closedAfterMs).toBeLessThan(HEADERS_MS * 3 + 1_000);
     if (result.response) expect(result.response).toMatch(/^HTTP\/1\.1 408 /);
-    expect(primary.requests).toHaveLength(0);
-    expect(secondary.requests).toHaveLength(0);
+    expect(fakes.primary.requests).toHaveLength(0);
+    expect(fakes.secondary.requests).toHaveLength(0);
   });
 
   test('a client sending its body slower than requestBodyMs is closed, and nothing goes upstream', async () => {
@@ -260,8 +238,8 @@ describe('first byte, idle and slow clients', () => {
     expect(result.closedAfterMs).toBeGreaterThanOrEqual(BODY_MS * 0.8);
     expect(result.closedAfterMs).toBeLessThan(BODY_MS * 3);
     if (result.response) expect(result.response).toMatch(/^HTTP\/1\.1 408 /);
-    expect(primary.requests).toHaveLength(0);
-    expect(secondary.requests).toHaveLength(0);
+    expect(fakes.primary.requests).toHaveLength(0);
+    expect(fakes.secondary.requests).toHaveLength(0);
   });
 });
 
@@ -270,14 +248,14 @@ describe('with a single provider', () => {
   const TOTAL_MS = 1_500;
   const MAX_ATTEMPTS = 2;
   const ctx = useSidecar(
-    () => [openaiProvider('only', primary.openaiUrl)],
+    () => [openaiProvider('only', fakes.primary.openaiUrl)],
     { firstByteMs: FIRST_BYTE_MS, totalMs: TOTAL_MS },
     { maxAttempts: MAX_ATTEMPTS, baseDelayMs: 10, maxDelayMs: 40 },
   );
 
   test('first-byte timeouts on every attempt end in 504 upstream_timeout after about firstByteMs * maxAttempts', async () => {
     const before = await ctx.sidecar.metricsText();
-    primary.defaultStep = { delayMs: 1_200 };
+    fakes.primary.defaultStep = { delayMs: 1_200 };
 
     const started = performance.now();
     const err = await ask(ctx.openai).catch((e: unknown) => e);
@@ -288,7 +266,7 @@ describe('with a single provider', () => {
     expect(e.status).toBe(504);
     expect(e.code).toBe('upstream_timeout');
     expect(e.headers?.get('x-cdk-agents-error')).toBe('upstream_timeout');
-    expect(primary.requests).toHaveLength(MAX_ATTEMPTS);
+    expect(fakes.primary.requests).toHaveLength(MAX_ATTEMPTS);
     expect(elapsed).toBeGreaterThanOrEqual(FIRST_BYTE_MS * MAX_ATTEMPTS * 0.9);
     expect(elapsed).toBeLessThan(FIRST_BYTE_MS * MAX_ATTEMPTS * 3 + 1_000);
     const after = await ctx.sidecar.metricsText();
@@ -299,7 +277,7 @@ describe('with a single provider', () => {
   test('a slow stream running past totalMs is cut at about totalMs with an error event', async () => {
     const before = await ctx.sidecar.metricsText();
     // About 43 events 150 ms apart: ~6.5 s whole, each gap far below any idle timeout.
-    primary.script({ text: LONG_TEXT, eventDelayMs: 150 });
+    fakes.primary.script({ text: LONG_TEXT, eventDelayMs: 150 });
 
     const { text, error, started } = await readStream(ctx.openai);
     const elapsed = performance.now() - started;
@@ -310,7 +288,7 @@ describe('with a single provider', () => {
     expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe('upstream_timeout');
     expect(elapsed).toBeGreaterThanOrEqual(TOTAL_MS * 0.95);
     expect(elapsed).toBeLessThan(TOTAL_MS * 3);
-    expect(primary.requests).toHaveLength(1);
+    expect(fakes.primary.requests).toHaveLength(1);
     const after = await ctx.sidecar.metricsText();
     const labels = { agent: 'test-agent', provider: 'only', model: MODEL };
     expect(metricDelta(before, after, 'llm_requests_total', { ...labels, code: '504' })).toBe(1);
@@ -325,7 +303,7 @@ describe('connect timeout', () => {
     hole = await blackHole();
   });
   afterAll(() => hole?.close());
-  const ctx = useSidecar(() => [openaiProvider('primary', `http://127.0.0.1:${hole!.port}/v1`), openaiProvider('secondary', secondary.openaiUrl)], {
+  const ctx = useSidecar(() => [openaiProvider('primary', `http://127.0.0.1:${hole!.port}/v1`), openaiProvider('secondary', fakes.secondary.openaiUrl)], {
     connectMs: CONNECT_MS,
   });
 
@@ -337,7 +315,7 @@ describe('connect timeout', () => {
     const elapsed = performance.now() - started;
 
     expect(completion.choices[0].message.content).toBe(SECONDARY_TEXT);
-    expect(secondary.requests).toHaveLength(1);
+    expect(fakes.secondary.requests).toHaveLength(1);
     expect(elapsed).toBeGreaterThanOrEqual(CONNECT_MS * 0.9);
     expect(elapsed).toBeLessThan(CONNECT_MS * 3 + 1_000);
     const after = await ctx.sidecar.metricsText();
@@ -350,7 +328,7 @@ describe('connect timeout', () => {
 const nonRoutable = probeNonRoutable();
 (nonRoutable === 'connects' ? describe.skip : describe)(`a provider on a non-routable address (${NON_ROUTABLE}: connect ${nonRoutable})`, () => {
   const CONNECT_MS = 300;
-  const ctx = useSidecar(() => [openaiProvider('primary', `http://${NON_ROUTABLE}:81/v1`), openaiProvider('secondary', secondary.openaiUrl)], {
+  const ctx = useSidecar(() => [openaiProvider('primary', `http://${NON_ROUTABLE}:81/v1`), openaiProvider('secondary', fakes.secondary.openaiUrl)], {
     connectMs: CONNECT_MS,
   });
 
