@@ -5,6 +5,16 @@
  */
 import * as z from 'zod';
 import { PROVIDER_TYPES, DEFAULT_BASE_URLS, type ProviderType } from './providers';
+import {
+  AuditSchema,
+  BudgetSchema,
+  GuardrailsSchema,
+  LoopGuardSchema,
+  RateLimitSchema,
+  ReservationSchema,
+  StoreSchema,
+  ToolSchema,
+} from './policy';
 import { SecretRefSchema } from './secret-ref';
 
 export { SecretRefSchema, type SecretRef } from './secret-ref';
@@ -199,6 +209,20 @@ export const SidecarConfigSchema = z
     circuitBreaker: CircuitBreakerSchema.prefault({}),
     limits: LimitsSchema.prefault({}),
     shutdown: ShutdownSchema.prefault({}),
+    budgets: z.array(BudgetSchema).default([]).describe('Spending caps per scope and calendar window.'),
+    rateLimits: z.array(RateLimitSchema).default([]).describe('Requests and tokens per minute, per scope.'),
+    loopGuard: LoopGuardSchema.optional(),
+    reservation: ReservationSchema.prefault({}),
+    store: StoreSchema.prefault({ type: 'memory' }),
+    guardrails: GuardrailsSchema.prefault({}),
+    tools: z.array(ToolSchema).default([]).describe('Tools the agent calls through POST /tools/{name}.'),
+    approvals: z
+      .strictObject({
+        token: SecretRefSchema.describe('Bearer token approvers present (compared in constant time).'),
+      })
+      .optional()
+      .describe('Required when a tool requiresApproval.'),
+    audit: AuditSchema.prefault({}),
   })
   // Runs even when fields failed to parse, so one run reports every problem: the input is unchecked here.
   .superRefine(
@@ -207,6 +231,7 @@ export const SidecarConfigSchema = z
       if ((raw.mode === undefined || raw.mode === 'sidecar') && raw.agent === undefined) {
         ctx.addIssue({ code: 'custom', path: ['agent'], message: 'is required in sidecar mode ({"name": "my-agent"})' });
       }
+      checkPolicyReferences(config as Record<string, unknown>, ctx);
       if (!Array.isArray(raw.providers)) return;
       const seen = new Map<unknown, number>();
       raw.providers.forEach((provider: { name?: unknown } | null, i) => {
@@ -227,6 +252,45 @@ export const SidecarConfigSchema = z
     { when: isObject },
   )
   .describe('cdk-agents runtime configuration (sidecar and gateway).');
+
+/** Cross-field rules of the policy sections; the input is unchecked (see the caller). */
+function checkPolicyReferences(config: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  const team = (config.agent as { team?: unknown } | undefined)?.team;
+  for (const section of ['budgets', 'rateLimits'] as const) {
+    const list = config[section];
+    if (!Array.isArray(list)) continue;
+    const seen = new Map<string, number>();
+    list.forEach((item: Record<string, unknown> | null, i) => {
+      if (!item || typeof item !== 'object') return;
+      if (item.scope === 'team' && team === undefined) {
+        ctx.addIssue({ code: 'custom', path: [section, i, 'scope'], message: 'team needs agent.team: set the team whose budget this is, or use another scope' });
+      }
+      const key = JSON.stringify([item.scope, item.unit, item.period]);
+      const first = seen.get(key);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [section, i], message: `repeats ${section}[${first}] (same scope, unit and period); keep one` });
+      } else {
+        seen.set(key, i);
+      }
+    });
+  }
+  const tools = config.tools;
+  if (Array.isArray(tools)) {
+    const names = new Map<unknown, number>();
+    tools.forEach((tool: Record<string, unknown> | null, i) => {
+      if (!tool || typeof tool !== 'object') return;
+      const first = names.get(tool.name);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['tools', i, 'name'], message: `"${String(tool.name)}" is already used by tools[${first}]; tool names must be unique` });
+      } else {
+        names.set(tool.name, i);
+      }
+      if (tool.requiresApproval === true && config.approvals === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['tools', i, 'requiresApproval'], message: 'needs approvals.token (the approvers\' bearer token, by reference)' });
+      }
+    });
+  }
+}
 
 /** The config as written (defaults optional): what constructs produce. */
 export type SidecarConfigInput = z.input<typeof SidecarConfigSchema>;

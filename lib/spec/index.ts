@@ -2,3 +2,4 @@ export * from './config';
 export * from './prices';
 export * from './providers';
 export * from './runtime-command';
+export * from './policy';

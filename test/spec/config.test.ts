@@ -26,6 +26,27 @@ const DEFAULTS = {
   circuitBreaker: { failureThreshold: 3, cooldownMs: 30_000 },
   limits: { maxBodyBytes: 10 * 1024 * 1024, maxModelLabels: 100 },
   shutdown: { drainMs: 25_000 },
+  // Policy: nothing is capped unless configured, but the default guardrails are on.
+  budgets: [],
+  rateLimits: [],
+  reservation: { defaultMaxOutputTokens: 4_096 },
+  store: { type: 'memory' },
+  guardrails: {
+    enabled: true,
+    input: {
+      maxBytes: 1_048_576,
+      maxMessages: 1_000,
+      maxPromptTokens: 400_000,
+      injectionWarnScore: 0.4,
+      injectionBlockScore: 0.75,
+      scanToolResults: true,
+      denyPatterns: [],
+    },
+    output: { pii: false, phone: false },
+    actions: {},
+  },
+  tools: [],
+  audit: { captureContent: false },
 };
 
 const LITERAL_SECRET = 'must be a reference {"env": "NAME"} or {"file": "/path"}, never a literal secret';
