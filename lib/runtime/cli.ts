@@ -15,6 +15,9 @@ export const USAGE = `Usage:
       official SDKs take them (defaults https://api.openai.com/v1, https://api.anthropic.com).
       OPENAI_API_KEY / ANTHROPIC_API_KEY, when set, are injected; otherwise the client's own
       credentials are forwarded.
+  node sidecar.js verify-audit FILE
+      Checks the hash chains of an audit log (the sidecar's stdout, or audit.file). Exits 0 when
+      intact, 1 at the first broken link (reported by line number), 2 on usage errors.
   node sidecar.js --version | --help
 `;
 
@@ -22,12 +25,18 @@ export class UsageError extends Error {}
 
 export type Command =
   | { kind: 'run'; config: SidecarConfig; source: string; checkOnly: boolean }
+  | { kind: 'verify-audit'; file: string }
   | { kind: 'help' }
   | { kind: 'version' };
 
 const QUICK_FLAGS = ['--listen', '--openai-base-url', '--anthropic-base-url', '--admin', '--agent'] as const;
 
 export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
+  if (argv[0] === 'verify-audit') {
+    if (argv.length === 2 && (argv[1] === '--help' || argv[1] === '-h')) return { kind: 'help' };
+    if (argv.length !== 2 || !argv[1] || argv[1].startsWith('--')) throw new UsageError('verify-audit takes one argument: the audit log FILE');
+    return { kind: 'verify-audit', file: argv[1] };
+  }
   const flags = new Map<string, string>();
   let checkOnly = false;
   for (let i = 0; i < argv.length; i++) {

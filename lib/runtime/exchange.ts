@@ -7,6 +7,7 @@
  * failure ends the stream with an error event in the API's shape, and what was streamed is
  * billed (estimated where the provider had not reported it yet).
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SidecarConfig } from '../spec/config';
 import type { ApiShape } from '../spec/providers';
@@ -20,6 +21,7 @@ import { estimateInputTokens, tokensForBytes } from './metering/estimate';
 import { recordUsage, type FailoverReason, type RequestMeters, type RuntimeMetrics } from './metering/metrics';
 import type { PriceBook } from './metering/price-book';
 import type { InFlightList, Linked } from './in-flight';
+import type { Identity, PolicyEngine, Rejection, Reservation } from './policy/policy-engine';
 import { SseSplitter } from './sse';
 import type { UpstreamProvider } from './upstream/provider';
 
@@ -32,6 +34,7 @@ export interface ExchangeContext {
   readonly providers: Readonly<Record<ApiShape, readonly UpstreamProvider[]>>;
   readonly inFlight: InFlightList<Exchange>;
   readonly draining: boolean;
+  readonly policy: PolicyEngine;
 }
 
 const enum Phase {
@@ -49,6 +52,7 @@ export const ErrorCode = {
   invalidRequest: 'invalid_request_error',
   requestTooLarge: 'request_too_large',
   modelNotPriced: 'model_not_priced',
+  internal: 'internal_error',
 } as const;
 
 const MAX_ERROR_BODY = 64 * 1024;
@@ -61,7 +65,13 @@ export interface LlmRequest {
   readonly raw: Buffer;
   readonly model: string;
   readonly stream: boolean;
+  /** Who is asking: x-agent-user and x-agent-run-id. */
+  readonly identity: Identity;
+  /** Estimated prompt tokens (estimateInputTokens). */
+  readonly promptTokens: number;
 }
+
+const NOTHING_USED = { tokens: 0, usd: 0 };
 
 export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   prevInFlight: Exchange | null = null;
@@ -98,6 +108,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   private finished = false;
   private ttftObserved = false;
   private servedModel: string | undefined;
+  private reservation: Reservation | null = null;
 
   // Timeouts are checked by the runtime's ticker (checkTimeouts), not a timer per request.
   private phase = Phase.None;
@@ -128,6 +139,38 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.ctx.inFlight.add(this);
     this.ctx.metrics.inFlightOf(this.ctx.agent).value++;
     this.res.on('close', () => this.onClientClose());
+    const llm = this.llm;
+    const policy = this.ctx.policy;
+    if (!llm || (policy.idle && llm.identity.run === undefined)) return this.nextAttempt();
+    policy.reserve(llm.identity, this.maximumCost(llm), () => lastTurnHash(llm.body)).then(
+      (admission) => this.admitted(admission),
+      (err: Error) => this.reject(500, ErrorCode.internal, `budget check failed: ${err.message}`),
+    );
+  }
+
+  /** What the request may cost at most: its prompt estimate plus the output it allows. */
+  private maximumCost(llm: LlmRequest): { tokens: number; usd: number } {
+    const limit = llm.body.max_completion_tokens ?? llm.body.max_tokens;
+    const output = typeof limit === 'number' && limit > 0 ? limit : this.ctx.config.reservation.defaultMaxOutputTokens;
+    const price = this.ctx.prices.lookup(llm.model);
+    const usd = price ? costUsd(price, { input: llm.promptTokens, output, cacheRead: 0, cacheWrite: 0 }) : 0;
+    return { tokens: llm.promptTokens + output, usd };
+  }
+
+  private admitted(admission: Reservation | Rejection): void {
+    if (this.finished) {
+      // The client left while the budget was checked: give the reservation back.
+      if (admission.ok) this.ctx.policy.settle(admission, NOTHING_USED);
+      return;
+    }
+    if (!admission.ok) {
+      const retryable = admission.retryAfter !== undefined && admission.retryAfter <= 60;
+      const extra: Record<string, string> = { 'x-should-retry': retryable ? 'true' : 'false' };
+      if (admission.retryAfter !== undefined) extra['retry-after'] = String(admission.retryAfter);
+      return this.reject(admission.status, admission.code, admission.message, extra);
+    }
+    this.reservation = admission;
+    if (admission.iterations) this.ctx.metrics.runIterations.child(this.ctx.agent).observe(admission.iterations);
     this.nextAttempt();
   }
 
@@ -488,14 +531,20 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     const meters = this.metersFor();
     meters.request(code).inc();
     meters.duration.observe((performance.now() - this.startedAt) / 1000);
-    if (!this.llm || !this.provider) return;
-
-    const usage = this.usage(code, body);
-    if (!usage) return;
-    if (usage.estimated) meters.estimated.inc();
-    const price = this.ctx.prices.lookup(this.servedModel ?? this.llm.model) ?? this.ctx.prices.lookup(this.llm.model);
-    if (!price) meters.unpriced.inc();
-    recordUsage(meters, usage, price ? costUsd(price, usage) : 0);
+    const usage = this.llm && this.provider ? this.usage(code, body) : null;
+    let cost = 0;
+    if (usage) {
+      if (usage.estimated) meters.estimated.inc();
+      const price = this.ctx.prices.lookup(this.servedModel ?? this.llm!.model) ?? this.ctx.prices.lookup(this.llm!.model);
+      if (!price) meters.unpriced.inc();
+      cost = price ? costUsd(price, usage) : 0;
+      recordUsage(meters, usage, cost);
+    }
+    if (this.reservation) {
+      const tokens = usage ? usage.input + usage.output + usage.cacheRead + usage.cacheWrite : 0;
+      this.ctx.policy.settle(this.reservation, { tokens, usd: cost });
+      this.reservation = null;
+    }
   }
 
   /** The usage to bill: reported by the provider, or estimated when it reported none. */
@@ -532,6 +581,17 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.abandonTrial();
     this.reject(503, ErrorCode.upstreamUnavailable, 'the runtime is shutting down; retry', { 'retry-after': '1' });
   }
+}
+
+/**
+ * The stuck-loop detector's fingerprint of a request: its model and newest message (an agent
+ * stuck in a loop sends the same new turn again and again, whatever the history before it).
+ */
+function lastTurnHash(body: Record<string, unknown>): string {
+  const messages = body.messages as unknown[];
+  return createHash('sha1')
+    .update(`${String(body.model)}\u0000${JSON.stringify(messages[messages.length - 1])}`)
+    .digest('base64');
 }
 
 /** The message of a provider's JSON error body, or its first bytes. */

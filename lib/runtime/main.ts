@@ -2,6 +2,8 @@
  * Entry point of dist/sidecar.js.
  */
 import { ConfigValidationError } from '../spec/config';
+import { readFileSync } from 'node:fs';
+import { verifyAuditChain } from './audit/verify';
 import { parseArgs, USAGE, UsageError } from './cli';
 import { log } from './log';
 import { Runtime, RUNTIME_VERSION } from './runtime';
@@ -16,7 +18,7 @@ async function main(argv: string[]): Promise<number | undefined> {
   } catch (err) {
     return fail(err);
   }
-  // Nothing is served in these two cases, so stdout (otherwise audit records only) is free.
+  // Nothing is served in these cases (and verify-audit), so stdout (otherwise audit records only) is free.
   if (command.kind === 'help') {
     process.stdout.write(USAGE);
     return 0;
@@ -25,6 +27,7 @@ async function main(argv: string[]): Promise<number | undefined> {
     process.stdout.write(`${RUNTIME_VERSION}\n`);
     return 0;
   }
+  if (command.kind === 'verify-audit') return verifyAudit(command.file);
   let runtime: Runtime;
   try {
     runtime = Runtime.create(command.config);
@@ -66,6 +69,24 @@ async function main(argv: string[]): Promise<number | undefined> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   return undefined;
+}
+
+/** `verify-audit FILE`: the verdict on stdout (nothing is served, so stdout is free), problems on stderr. */
+function verifyAudit(file: string): number {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    process.stderr.write(`cdk-agents sidecar: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+  const result = verifyAuditChain(text);
+  if (result.ok) {
+    process.stdout.write(`${file}: intact, ${result.records} records in ${result.chains} chain${result.chains === 1 ? '' : 's'}\n`);
+    return 0;
+  }
+  process.stderr.write(`${file}:${result.brokenAt!.line}: chain broken: ${result.brokenAt!.reason}\n`);
+  return 1;
 }
 
 function fail(err: unknown, source?: string): number {

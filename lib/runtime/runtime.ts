@@ -1,18 +1,25 @@
 /**
  * The running process: config resolved into providers, metrics and listeners; graceful drain.
  */
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigValidationError, formatPath, type ConfigIssue, type SidecarConfig } from '../spec/config';
 import type { ApiShape } from '../spec/providers';
+import { AuditLog } from './audit/audit-log';
 import type { Exchange } from './exchange';
 import { InFlightList } from './in-flight';
 import { log } from './log';
 import { RuntimeMetrics } from './metering/metrics';
 import { PriceBook } from './metering/price-book';
 import { SecretValue } from './secrets';
+import { PolicyEngine } from './policy/policy-engine';
 import { adminHandler, proxyHandler, type ServerContext } from './server';
+import { parseRedisUrl, RedisClient } from './store/redis-client';
+import { ToolGateway } from './tools/tool-gateway';
 import { UpstreamProvider } from './upstream/provider';
+
+const STORE_WAIT_MS = 3_000;
 
 export const RUNTIME_VERSION = process.env.CDK_AGENTS_BUILD_VERSION ?? 'dev';
 
@@ -22,6 +29,11 @@ export class Runtime implements ServerContext {
   readonly prices: PriceBook;
   readonly providers: Record<ApiShape, UpstreamProvider[]>;
   readonly inFlight = new InFlightList<Exchange>();
+  readonly policy: PolicyEngine;
+  /** The shared store's connection, when the config names Redis. */
+  readonly redis: RedisClient | null;
+  readonly audit: AuditLog;
+  readonly tools: ToolGateway;
   draining = false;
   ready = false;
   private proxy: http.Server | undefined;
@@ -41,13 +53,36 @@ export class Runtime implements ServerContext {
       issues.push(resolved);
       return undefined;
     });
+    const store = config.store;
+    let redisPassword: SecretValue | undefined;
+    if (store.type === 'redis' && store.password) {
+      const resolved = SecretValue.resolve(store.password, 'store.password', env);
+      if (resolved instanceof SecretValue) redisPassword = resolved;
+      else issues.push(resolved);
+    }
+    let redisCa: string | undefined;
+    if (store.type === 'redis' && store.tls?.caFile) {
+      try {
+        redisCa = readFileSync(store.tls.caFile, 'utf8');
+      } catch (err) {
+        issues.push({ path: 'store.tls.caFile', message: `cannot read ${store.tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+      }
+    }
+    let approvalToken: SecretValue | undefined;
+    if (config.approvals) {
+      const resolved = SecretValue.resolve(config.approvals.token, 'approvals.token', env);
+      if (resolved instanceof SecretValue) approvalToken = resolved;
+      else issues.push(resolved);
+    }
     if (issues.length) throw new ConfigValidationError(issues);
-    return new Runtime(config, keys);
+    return new Runtime(config, keys, { password: redisPassword, ca: redisCa }, approvalToken);
   }
 
   private constructor(
     readonly config: SidecarConfig,
     keys: Array<SecretValue | undefined>,
+    redisSecrets: { password?: SecretValue; ca?: string },
+    approvalToken?: SecretValue,
   ) {
     this.agent = config.agent?.name ?? 'gateway';
     this.prices = new PriceBook(config.prices);
@@ -60,6 +95,14 @@ export class Runtime implements ServerContext {
       const now = Date.now();
       return all.map((p) => ({ provider: p.name, open: p.health.isOpen(now) }));
     });
+    this.redis = config.store.type === 'redis' ? connectRedis(config.store, redisSecrets) : null;
+    if (this.redis) {
+      const redis = this.redis;
+      this.metrics.watchStore(() => redis.isUp);
+    }
+    this.policy = new PolicyEngine(config, this.agent, this.metrics, this.redis);
+    this.audit = new AuditLog({ agent: this.agent, mode: config.mode, file: config.audit.file, captureContent: config.audit.captureContent });
+    this.tools = new ToolGateway({ config, agent: this.agent, metrics: this.metrics, audit: this.audit, approvalToken, redis: this.redis, isDraining: () => this.draining });
   }
 
   /** Starts listening; resolves with the bound addresses. */
@@ -77,6 +120,7 @@ export class Runtime implements ServerContext {
     );
     this.proxy.maxRequestsPerSocket = 0;
     const proxyAddress = await listenOn(this.proxy, listen.host, listen.port);
+    this.audit.record({ kind: 'start', version: RUNTIME_VERSION, mode: this.config.mode, pid: process.pid, proxy: `${proxyAddress.address}:${proxyAddress.port}` });
     let adminAddress: AddressInfo | undefined;
     if (admin) {
       this.admin = http.createServer({ headersTimeout: 5_000, requestTimeout: 10_000 }, adminHandler(this));
@@ -89,6 +133,11 @@ export class Runtime implements ServerContext {
       for (const exchange of this.inFlight) exchange.checkTimeouts(now);
     }, tickMs);
     this.ticker.unref();
+    // Ready once the shared store answers, so the first requests are not refused by fail-closed;
+    // a store still down after a few seconds leaves readiness to the failure mode (never blocked).
+    if (this.redis && !(await this.redis.waitUntilUp(STORE_WAIT_MS))) {
+      log.warn('starting without the budget store', { error: this.redis.error, onUnavailable: this.config.store.type === 'redis' ? this.config.store.onUnavailable : undefined });
+    }
     this.ready = true;
     return { proxy: proxyAddress, admin: adminAddress };
   }
@@ -103,7 +152,7 @@ export class Runtime implements ServerContext {
     this.proxy?.close();
     this.proxy?.closeIdleConnections();
     const deadline = Date.now() + this.config.shutdown.drainMs;
-    while (this.inFlight.size && Date.now() < deadline) {
+    while ((this.inFlight.size || this.tools.inFlight) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, deadline - Date.now())));
       // Connections whose response just ended must not carry another request.
       this.proxy?.closeIdleConnections();
@@ -112,12 +161,33 @@ export class Runtime implements ServerContext {
       log.warn('drain deadline reached; cutting requests still in flight', { count: this.inFlight.size });
       for (const exchange of [...this.inFlight]) exchange.terminate();
     }
+    if (this.tools.inFlight) await this.tools.abort();
     this.proxy?.closeAllConnections();
     if (this.ticker) clearInterval(this.ticker);
     this.admin?.close();
     this.admin?.closeAllConnections();
     for (const p of [...this.providers.openai, ...this.providers.anthropic]) p.close();
+    this.policy.close();
+    this.tools.close();
+    this.redis?.close();
+    this.audit.record({ kind: 'stop' });
+    await this.audit.flush();
   }
+}
+
+function connectRedis(store: Extract<SidecarConfig['store'], { type: 'redis' }>, secrets: { password?: SecretValue; ca?: string }): RedisClient {
+  const url = parseRedisUrl(store.url);
+  return new RedisClient({
+    host: url.host,
+    port: url.port,
+    db: url.db,
+    tls: url.tls ? { ca: secrets.ca, servername: store.tls?.serverName } : undefined,
+    username: store.username,
+    password: secrets.password ? () => secrets.password!.value : undefined,
+    commandTimeoutMs: store.commandTimeoutMs,
+    onStateChange: (up, error) =>
+      up ? log.info('budget store connected', { url: store.url }) : log.warn('budget store unreachable', { url: store.url, error, onUnavailable: store.onUnavailable }),
+  });
 }
 
 function listenOn(server: http.Server, host: string, port: number): Promise<AddressInfo> {

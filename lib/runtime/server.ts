@@ -5,12 +5,19 @@
 import * as http from 'node:http';
 import type { ApiDialect } from './api/dialect';
 import { anthropicDialect } from './api/anthropic';
+import type { AuditLog } from './audit/audit-log';
 import { openAiDialect } from './api/openai';
 import { ErrorCode, Exchange, type ExchangeContext } from './exchange';
+import { estimateInputTokens } from './metering/estimate';
+import type { Identity } from './policy/policy-engine';
+import type { ToolGateway } from './tools/tool-gateway';
 
 /** What the front needs beyond an exchange's context. */
 export interface ServerContext extends ExchangeContext {
   readonly ready: boolean;
+  readonly audit: AuditLog;
+  /** Serves /tools/{name} and /approvals on both listeners. */
+  readonly tools: ToolGateway;
 }
 
 const ROUTES: Record<string, ApiDialect> = {
@@ -47,6 +54,21 @@ export function adminRoute(ctx: ServerContext, path: string, res: http.ServerRes
   }
 }
 
+const MAX_ID_LENGTH = 256;
+
+/** x-agent-user and x-agent-run-id, or a message naming the header that is unusable. */
+function identityOf(req: http.IncomingMessage): Identity | string {
+  const user = req.headers['x-agent-user'];
+  const run = req.headers['x-agent-run-id'];
+  for (const [name, value] of [['x-agent-user', user], ['x-agent-run-id', run]] as const) {
+    if (Array.isArray(value)) return `${name} was sent more than once; send it once`;
+    if (value !== undefined && (value.length === 0 || value.length > MAX_ID_LENGTH)) {
+      return `${name} must be 1 to ${MAX_ID_LENGTH} characters`;
+    }
+  }
+  return { user: user as string | undefined, run: run as string | undefined };
+}
+
 /** The API shape of a pass-through request: Anthropic clients send anthropic-version or x-api-key. */
 function dialectFor(req: http.IncomingMessage): ApiDialect {
   return req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropicDialect : openAiDialect;
@@ -62,6 +84,7 @@ export function proxyHandler(ctx: ServerContext): http.RequestListener {
   return (req, res) => {
     const path = pathOf(req.url ?? '/');
     if (req.method === 'GET' && adminRoute(ctx, path, res)) return;
+    if (ctx.tools.route(req, res, path, 'proxy')) return;
     if (ctx.draining) {
       // A request on a connection kept alive from before SIGTERM: the client should retry elsewhere.
       return rejectEarly(ctx, dialectFor(req), res, 503, ErrorCode.upstreamUnavailable, 'the runtime is shutting down; retry', undefined, {
@@ -93,15 +116,20 @@ export function proxyHandler(ctx: ServerContext): http.RequestListener {
       if (ctx.config.unpricedModels === 'reject' && !ctx.prices.lookup(model)) {
         return rejectEarly(ctx, dialect, res, 400, ErrorCode.modelNotPriced, `model ${JSON.stringify(model)} has no price in this deployment's price table; add it to the config's prices`, 'model');
       }
-      new Exchange(ctx, dialect, req, res, { body: obj, raw, model, stream: obj.stream === true }).start();
+      const identity = identityOf(req);
+      if (typeof identity === 'string') return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, identity);
+      const promptTokens = estimateInputTokens(obj);
+      new Exchange(ctx, dialect, req, res, { body: obj, raw, model, stream: obj.stream === true, identity, promptTokens }).start();
     });
   };
 }
 
-/** The admin listener: only /metrics, /healthz and /readyz. */
+/** The admin listener: /metrics, /healthz, /readyz, and the approvals API for approvers outside the pod. */
 export function adminHandler(ctx: ServerContext): http.RequestListener {
   return (req, res) => {
-    if (req.method === 'GET' && adminRoute(ctx, pathOf(req.url ?? '/'), res)) return;
+    const path = pathOf(req.url ?? '/');
+    if (req.method === 'GET' && adminRoute(ctx, path, res)) return;
+    if (ctx.tools.route(req, res, path, 'admin')) return;
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');
   };

@@ -3,25 +3,50 @@
  * It can be stopped and started again on the same port to test outages and recovery.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 
 export class RedisServer {
   private child: ChildProcess | null = null;
 
+  /** With TLS: the self-signed certificate's file, for clients to trust. */
+  readonly caFile?: string;
+  private readonly keyFile?: string;
+
   private constructor(
     readonly port: number,
     private readonly password?: string,
-  ) {}
+    tlsDir?: string,
+  ) {
+    if (tlsDir) {
+      this.caFile = path.join(tlsDir, 'cert.pem');
+      this.keyFile = path.join(tlsDir, 'key.pem');
+    }
+  }
 
-  /** Starts redis-server (requires the redis-server binary: apt-get install -y redis-server). */
-  static async start(options: { password?: string } = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), options.password);
+  /**
+   * Starts redis-server (requires the redis-server binary: apt-get install -y redis-server).
+   * `tls`: serve TLS only, with a self-signed certificate for localhost/127.0.0.1 made by openssl.
+   */
+  static async start(options: { password?: string; tls?: boolean } = {}): Promise<RedisServer> {
+    let tlsDir: string | undefined;
+    if (options.tls) {
+      tlsDir = mkdtempSync(path.join(tmpdir(), 'redis-tls-'));
+      execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem'),
+      ], { stdio: 'ignore' });
+    }
+    const server = new RedisServer(await freePort(), options.password, tlsDir);
     await server.startProcess();
     return server;
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.caFile ? 'rediss' : 'redis'}://127.0.0.1:${this.port}`;
   }
 
   get running(): boolean {
@@ -29,7 +54,11 @@ export class RedisServer {
   }
 
   async startProcess(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
+    const ports = this.caFile
+      ? ['--port', '0', '--tls-port', String(this.port), '--tls-cert-file', this.caFile, '--tls-key-file', this.keyFile!, '--tls-ca-cert-file', this.caFile, '--tls-auth-clients', 'no']
+      : ['--port', String(this.port)];
+    // DEBUG (SLEEP) lets a test make the server hang.
+    const args = [...ports, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--enable-debug-command', 'yes'];
     if (this.password) args.push('--requirepass', this.password);
     this.child = spawn('redis-server', args, { stdio: 'ignore' });
     const child = this.child;
@@ -51,10 +80,25 @@ export class RedisServer {
     this.child = null;
   }
 
+  /**
+   * Makes the server hang for `seconds` (DEBUG SLEEP). Resolves once it has stopped answering,
+   * with a promise of its waking up (wrapped: an async function would wait for a returned promise).
+   */
+  async hang(seconds: number): Promise<{ awake: Promise<void> }> {
+    const sleeper = spawn('redis-cli', ['-p', String(this.port), 'DEBUG', 'SLEEP', String(seconds)], { stdio: 'ignore' });
+    const awake = new Promise<void>((r) => sleeper.once('exit', () => r()));
+    const deadline = Date.now() + 5_000;
+    while (await answers(this.port, 100)) {
+      if (Date.now() > deadline) throw new Error('redis did not start hanging');
+    }
+    return { awake };
+  }
+
   /** Runs one command with redis-cli (for assertions on what is stored). */
   cli(...args: string[]): string {
     const auth = this.password ? ['-a', this.password, '--no-auth-warning'] : [];
-    return execFileSync('redis-cli', ['-p', String(this.port), ...auth, ...args], { encoding: 'utf8' }).trim();
+    const tls = this.caFile ? ['--tls', '--cacert', this.caFile] : [];
+    return execFileSync('redis-cli', ['-p', String(this.port), ...tls, ...auth, ...args], { encoding: 'utf8' }).trim();
   }
 }
 
@@ -65,6 +109,26 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
     s.on('error', reject);
+  });
+}
+
+/** Whether the server answers a PING within `ms` (a hanging server accepts but does not answer). */
+function answers(port: number, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('PING\r\n'));
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, ms);
+    s.once('data', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
   });
 }
 

@@ -48,6 +48,7 @@ export class RuntimeMetrics {
   readonly retries: CounterFamily<'provider' | 'reason'>;
   readonly unpriced: CounterFamily<'agent' | 'provider' | 'model'>;
   readonly estimated: CounterFamily<'agent' | 'provider' | 'model'>;
+  readonly storeErrors: CounterFamily<'mode'>;
 
   private readonly meters = new Map<string, RequestMeters>();
   private readonly models = new Set<string>();
@@ -130,6 +131,12 @@ export class RuntimeMetrics {
       ['agent', 'provider', 'model'],
       r,
     );
+    this.storeErrors = new CounterFamily(
+      'budget_store_errors_total',
+      'Budget store calls that failed (Redis unreachable or too slow), by the failure mode applied.',
+      ['mode'],
+      r,
+    );
     const inFlight = this.inFlight;
     new Gauge({
       name: 'llm_requests_in_flight',
@@ -156,6 +163,18 @@ export class RuntimeMetrics {
       registers: [r],
     }).set(info, 1);
     collectDefaultMetrics({ register: r });
+  }
+
+  /** Exposes budget_store_up: 1 while the shared budget store (Redis) is reachable. */
+  watchStore(up: () => boolean): void {
+    new Gauge({
+      name: 'budget_store_up',
+      help: '1 while the shared budget store (Redis) is reachable; enforcement follows store.onUnavailable when 0.',
+      registers: [this.registry],
+      collect() {
+        this.set(up() ? 1 : 0);
+      },
+    });
   }
 
   /** The in-flight request count of an agent (incremented and decremented by the caller). */

@@ -89,6 +89,20 @@ export class RedisClient {
     return this.connected;
   }
 
+  /** Resolves true once connected, or false after `timeoutMs`. */
+  waitUntilUp(timeoutMs: number): Promise<boolean> {
+    if (this.connected) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const started = Date.now();
+      const poll = setInterval(() => {
+        if (this.connected || Date.now() - started >= timeoutMs) {
+          clearInterval(poll);
+          resolve(this.connected);
+        }
+      }, 10);
+    });
+  }
+
   get error(): string {
     return this.lastError;
   }
