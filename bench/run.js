@@ -5,6 +5,8 @@
  *
  *   direct   the fake provider itself
  *   sidecar  dist/sidecar.js in quick local mode (metering and metrics on), started as shipped
+ *   sidecar-policy, sidecar-redis  the same with every policy on (budgets, rate limits, loop
+ *            guard, guardrails with PII, audit log), in-memory store and Redis store
  *   bare     bench/bare-proxy.js: node:http in and out, JSON.parse of the usage, nothing else
  *   nginx    Debian's nginx as a reverse proxy, one worker (the floor for any proxy), if installed
  *   portkey  the Portkey gateway (@portkey-ai/gateway) with its custom host pointing at the fake
@@ -42,9 +44,32 @@ const FLOORS = {
   sequentialAddedMedianMs: 0.3,
   throughputVsNginx: 0.5,
   throughputVsPortkey: 10,
+  policyMemoryVsNginx: 0.4,
+  policyRedisVsNginx: 0.3,
+  redisRoundTripsPerRequest: 2,
+  inputScan10kbMs: 0.2,
   sidecarRssMb: 100,
   bundleKiB: 400,
 };
+
+/** Every policy on, with limits no benchmark run reaches: what enforcement costs, not what it refuses. */
+function policyConfig(upstreamPort, store) {
+  const huge = 1e12;
+  return {
+    version: 1,
+    agent: { name: 'bench', team: 'bench-team' },
+    listen: { host: '127.0.0.1', port: 0 },
+    providers: [{ name: 'openai', type: 'openai', baseUrl: `http://127.0.0.1:${upstreamPort}/v1` }],
+    budgets: [
+      { scope: 'agent', unit: 'usd', period: 'day', limit: huge },
+      { scope: 'user', unit: 'tokens', period: 'month', limit: huge },
+    ],
+    rateLimits: [{ scope: 'user', unit: 'requests', perMinute: huge }],
+    loopGuard: { maxIterations: huge, maxTokens: huge, maxCostUsd: huge, maxDurationMs: huge, maxRepeats: huge },
+    guardrails: { output: { pii: true } },
+    store,
+  };
+}
 
 const REQUEST = JSON.stringify({
   model: 'gpt-4o-mini',
@@ -73,7 +98,9 @@ function freePort() {
 }
 
 function start(cmd, argv, env) {
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  // stdout is read and dropped, as a log collector would: the sidecar's audit records go there.
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  child.stdout.resume();
   let err = '';
   child.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
   child.lastError = () => err;
@@ -117,7 +144,7 @@ function rssMb(pid) {
 }
 
 function luaScript(name, target, body) {
-  const headers = { 'Content-Type': 'application/json', Authorization: 'Bearer sk-bench', ...target.headers };
+  const headers = { 'Content-Type': 'application/json', Authorization: 'Bearer sk-bench', 'x-agent-user': 'user-1', 'x-agent-run-id': 'run-1', ...target.headers };
   const lines = [`wrk.method = "POST"`, `wrk.path = "${target.path}"`, `wrk.body = ${JSON.stringify(body)}`];
   for (const [k, v] of Object.entries(headers)) lines.push(`wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
   const file = path.join(tmp, `${name}.lua`);
@@ -220,6 +247,30 @@ async function main() {
   ]);
   targets.push({ name: 'sidecar', port: sidecarPort, path: '/v1/chat/completions', headers: {}, pid: () => sidecar.pid });
 
+  // The sidecar with every policy on: in-memory store, and Redis (Debian's redis-server) when installed.
+  let benchRedisPort = 0;
+  for (const variant of ['policy', 'redis']) {
+    let store = { type: 'memory' };
+    if (variant === 'redis') {
+      if (!which('redis-server')) {
+        console.error('bench: redis-server not installed (apt-get install -y redis-server): sidecar-redis is skipped');
+        continue;
+      }
+      const redisPort = await freePort();
+      const redis = start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+      await waitForPort(redisPort, redis, 'redis-server');
+      store = { type: 'redis', url: `redis://127.0.0.1:${redisPort}` };
+      benchRedisPort = redisPort;
+    }
+    const port = await freePort();
+    const config = policyConfig(upstreamPort, store);
+    config.listen.port = port;
+    const file = path.join(tmp, `${variant}.json`);
+    fs.writeFileSync(file, JSON.stringify(config));
+    const child = start(process.execPath, [...SIDECAR_NODE_FLAGS, sidecarJs, '--config', file]);
+    targets.push({ name: `sidecar-${variant}`, port, path: '/v1/chat/completions', headers: {}, pid: () => child.pid });
+  }
+
   const barePort = await freePort();
   const bare = start(process.execPath, [path.join(__dirname, 'bare-proxy.js'), String(barePort), String(upstreamPort)]);
   targets.push({ name: 'bare', port: barePort, path: '/v1/chat/completions', headers: {}, pid: () => bare.pid, noStream: true });
@@ -289,6 +340,12 @@ http {
 
   // Warm-up: JIT, connection pools.
   for (const t of targets) await wrk(t, CONNECTIONS, 2);
+  const redisCalls = () => {
+    if (!benchRedisPort) return NaN;
+    const stats = execFileSync('redis-cli', ['-p', String(benchRedisPort), 'INFO', 'commandstats'], { encoding: 'utf8' });
+    // Client commands only: commands a script runs are counted under their own names, not these.
+    return [...stats.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)].reduce((a, m) => a + Number(m[2]), 0);
+  };
 
   const throughput = Object.fromEntries(targets.map((t) => [t.name, []]));
   let sidecarRss = 0;
@@ -296,9 +353,11 @@ http {
     for (const t of targets) {
       const pid = t.pid?.();
       const cpu0 = pid ? cpuTicks(pid) : NaN;
+      const calls0 = t.name === 'sidecar-redis' ? redisCalls() : NaN;
       const result = await wrk(t, CONNECTIONS, SECONDS, t.name === 'sidecar' ? () => (sidecarRss = Math.max(sidecarRss, rssMb(pid))) : null);
       const cpu1 = pid ? cpuTicks(pid) : NaN;
       result.cpuUsPerRequest = ((cpu1 - cpu0) * (1e6 / 100)) / result.total;
+      if (t.name === 'sidecar-redis') result.redisCallsPerRequest = (redisCalls() - calls0) / result.total;
       throughput[t.name].push(result);
       console.error(`round ${r + 1} ${t.name.padEnd(8)} ${result.rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50.toFixed(3)} ms  p99 ${result.p99.toFixed(3)} ms`);
     }
@@ -328,6 +387,7 @@ http {
       p50Ms: round(median(runs.map((x) => x.p50))),
       p99Ms: round(median(runs.map((x) => x.p99))),
       errors: runs.reduce((a, x) => a + x.non2xx, 0),
+      redisCallsPerRequest: runs[0].redisCallsPerRequest === undefined ? undefined : round(Math.max(...runs.map((x) => x.redisCallsPerRequest)), 2),
       cpuUsPerRequest: round(median(runs.map((x) => x.cpuUsPerRequest)), 1),
       sequentialP50Ms: round(median(sequential[t.name])),
       addedSequentialMs: t.name === 'direct' ? 0 : round(median(sequential[t.name]) - median(sequential.direct)),
@@ -336,13 +396,20 @@ http {
     };
   }
   const s = summary.sidecar;
-  const ratio = (other) => (summary[other] ? round(s.rps / summary[other].rps, 2) : null);
+  const ratio = (other, of = s) => (summary[other] && of ? round(of.rps / summary[other].rps, 2) : null);
   const bundleKiB = round(fs.statSync(sidecarJs).size / 1024, 1);
+  const guardrails = JSON.parse(execFileSync(process.execPath, [path.join(__dirname, 'guardrails.js')], { encoding: 'utf8' }));
+  const policy = summary['sidecar-policy'];
+  const redisTarget = summary['sidecar-redis'];
   const checks = [
     { check: 'sidecar adds to the sequential median (ms)', value: s.addedSequentialMs, floor: `<= ${FLOORS.sequentialAddedMedianMs}`, pass: s.addedSequentialMs <= FLOORS.sequentialAddedMedianMs },
     { check: 'sidecar / nginx throughput', value: ratio('nginx'), floor: `>= ${FLOORS.throughputVsNginx}`, pass: summary.nginx ? ratio('nginx') >= FLOORS.throughputVsNginx : null },
     { check: 'sidecar / portkey throughput', value: ratio('portkey'), floor: `>= ${FLOORS.throughputVsPortkey}`, pass: summary.portkey ? ratio('portkey') >= FLOORS.throughputVsPortkey : null },
     { check: 'sidecar / bare Node proxy throughput', value: ratio('bare'), floor: '> 1 (aim)', pass: ratio('bare') > 1 },
+    { check: 'sidecar, every policy on, memory store / nginx throughput', value: ratio('nginx', policy), floor: `>= ${FLOORS.policyMemoryVsNginx}`, pass: summary.nginx ? ratio('nginx', policy) >= FLOORS.policyMemoryVsNginx : null },
+    { check: 'sidecar, every policy on, Redis store / nginx throughput', value: ratio('nginx', redisTarget), floor: `>= ${FLOORS.policyRedisVsNginx}`, pass: summary.nginx && redisTarget ? ratio('nginx', redisTarget) >= FLOORS.policyRedisVsNginx : null },
+    { check: 'Redis round trips per request (reserve + settle)', value: redisTarget?.redisCallsPerRequest ?? null, floor: `<= ${FLOORS.redisRoundTripsPerRequest}`, pass: redisTarget ? redisTarget.redisCallsPerRequest <= FLOORS.redisRoundTripsPerRequest : null },
+    { check: 'default guardrails scan of a 10 KB prompt, median (ms)', value: guardrails.inputScan10kbMedianMs, floor: `<= ${FLOORS.inputScan10kbMs}`, pass: guardrails.inputScan10kbMedianMs <= FLOORS.inputScan10kbMs },
     { check: 'sidecar RSS under load (MB)', value: round(sidecarRss, 1), floor: `<= ${FLOORS.sidecarRssMb}`, pass: sidecarRss <= FLOORS.sidecarRssMb },
     { check: 'dist/sidecar.js (KiB)', value: bundleKiB, floor: `<= ${FLOORS.bundleKiB}`, pass: bundleKiB <= FLOORS.bundleKiB },
   ];
@@ -352,6 +419,7 @@ http {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}` },
     settings: { rounds: ROUNDS, secondsPerRun: SECONDS, connections: CONNECTIONS, sequentialSeconds: SEQ_SECONDS, ttftRequests: TTFT_REQUESTS, sidecarNodeFlags: SIDECAR_NODE_FLAGS },
     targets: summary,
+    guardrails,
     notes,
     checks,
   };
@@ -365,7 +433,7 @@ http {
 }
 
 function markdown(results) {
-  const cols = ['direct', 'sidecar', 'bare', 'nginx', 'portkey'].filter((n) => results.targets[n]);
+  const cols = ['direct', 'sidecar', 'sidecar-policy', 'sidecar-redis', 'bare', 'nginx', 'portkey'].filter((n) => results.targets[n]);
   const t = results.targets;
   const fmt = (v, d = 3) => (v === null || v === undefined ? '–' : typeof v === 'number' ? v.toFixed(d) : String(v));
   const rows = [

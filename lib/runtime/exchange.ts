@@ -7,12 +7,16 @@
  * failure ends the stream with an error event in the API's shape, and what was streamed is
  * billed (estimated where the provider had not reported it yet).
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as hashOnce } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SidecarConfig } from '../spec/config';
 import type { ApiShape } from '../spec/providers';
 import { costUsd, type TokenUsage } from '../spec/prices';
 import type { ApiDialect, StreamMeter } from './api/dialect';
+import { AuditAttr, type AuditDecision, type AuditLog } from './audit/audit-log';
+import type { InputGuard } from './guardrails/input-guard';
+import type { OutputGuard, StreamGuard } from './guardrails/output-guard';
+import type { GuardDecision } from './guardrails/types';
 import { withStreamUsage } from './api/openai';
 import { clientResponseHeaders, forwardedRequestHeaders, retryAfterMs, type ForwardedRequestHeaders } from './http/headers';
 import type { UpstreamCall, UpstreamCallbacks, UpstreamError } from './http/origin-pool';
@@ -35,6 +39,9 @@ export interface ExchangeContext {
   readonly inFlight: InFlightList<Exchange>;
   readonly draining: boolean;
   readonly policy: PolicyEngine;
+  readonly audit: AuditLog;
+  readonly inputGuard: InputGuard;
+  readonly outputGuard: OutputGuard;
 }
 
 const enum Phase {
@@ -52,8 +59,13 @@ export const ErrorCode = {
   invalidRequest: 'invalid_request_error',
   requestTooLarge: 'request_too_large',
   modelNotPriced: 'model_not_priced',
+  guardrailBlocked: 'guardrail_blocked',
   internal: 'internal_error',
 } as const;
+
+/** Audit decisions by severity: a request's record carries its most severe one. */
+const SEVERITY: Record<AuditDecision, number> = { allow: 0, warn: 1, modify: 2, deny: 3 };
+const DECISION_OF: Record<GuardDecision['action'], AuditDecision> = { block: 'deny', redact: 'modify', warn: 'warn' };
 
 const MAX_ERROR_BODY = 64 * 1024;
 const CLIENT_CLOSED = 499;
@@ -109,6 +121,16 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   private ttftObserved = false;
   private servedModel: string | undefined;
   private reservation: Reservation | null = null;
+  private streamGuard: StreamGuard | null = null;
+  /** The provider's whole answer (before any redaction): what usage is read from. */
+  private answer: Buffer | null = null;
+  /** What the client received of a stream, for the audit record. */
+  private streamed: ReturnType<typeof createHash> | null = null;
+  private capturedStream: Buffer[] | null = null;
+  /** The most severe decision taken on this request, and the rule behind it. */
+  private decision: AuditDecision = 'allow';
+  private decisionRule: string | undefined;
+  private decisionReason: string | undefined;
 
   // Timeouts are checked by the runtime's ticker (checkTimeouts), not a timer per request.
   private phase = Phase.None;
@@ -140,6 +162,13 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.ctx.metrics.inFlightOf(this.ctx.agent).value++;
     this.res.on('close', () => this.onClientClose());
     const llm = this.llm;
+    if (llm) {
+      const verdict = this.ctx.inputGuard.inspect(this.dialect.shape, llm.body, llm.raw.length, llm.promptTokens);
+      if (verdict.decisions.length) this.decide(verdict.decisions);
+      if (verdict.blocked) {
+        return this.reject(400, ErrorCode.guardrailBlocked, `blocked by guardrail ${verdict.blocked.rule}: ${verdict.blocked.reason}`);
+      }
+    }
     const policy = this.ctx.policy;
     if (!llm || (policy.idle && llm.identity.run === undefined)) return this.nextAttempt();
     policy.reserve(llm.identity, this.maximumCost(llm), () => lastTurnHash(llm.body)).then(
@@ -164,12 +193,30 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
       return;
     }
     if (!admission.ok) {
+      this.note('deny', `${admission.code}.${admission.scope}.${admission.limit}`, admission.message);
+      this.ctx.audit.record({
+        kind: 'policy.decision',
+        ...this.identityFields(),
+        [AuditAttr.decision]: 'deny',
+        [AuditAttr.rule]: `${admission.code}.${admission.scope}.${admission.limit}`,
+        [AuditAttr.reason]: admission.message,
+      });
       const retryable = admission.retryAfter !== undefined && admission.retryAfter <= 60;
       const extra: Record<string, string> = { 'x-should-retry': retryable ? 'true' : 'false' };
       if (admission.retryAfter !== undefined) extra['retry-after'] = String(admission.retryAfter);
       return this.reject(admission.status, admission.code, admission.message, extra);
     }
     this.reservation = admission;
+    if (admission.degraded) {
+      // The store was unreachable and its failure mode let the request through: say so.
+      this.ctx.audit.record({
+        kind: 'policy.decision',
+        ...this.identityFields(),
+        [AuditAttr.decision]: 'allow',
+        [AuditAttr.rule]: `store.${admission.degraded}`,
+        [AuditAttr.reason]: admission.degraded === 'local' ? 'budget store unreachable: limits enforced per process' : 'budget store unreachable: limits not enforced (fail-open)',
+      });
+    }
     if (admission.iterations) this.ctx.metrics.runIterations.child(this.ctx.agent).observe(admission.iterations);
     this.nextAttempt();
   }
@@ -311,6 +358,9 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     if (this.llm && this.streaming) {
       this.splitter = new SseSplitter();
       this.meter = this.dialect.newStreamMeter(this.dropInjectedUsage);
+      if (this.ctx.outputGuard.active) this.streamGuard = this.ctx.outputGuard.newStream(this.dialect.shape);
+      if (this.ctx.audit.capturesContent) this.capturedStream = [];
+      else this.streamed = createHash('sha256');
     }
   }
 
@@ -346,13 +396,28 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     }
     if (this.streaming) {
       if (!this.committed) this.commit();
-      const rest = this.splitter?.takeRemainder();
-      if (rest && this.meter?.onEvent(rest) !== false) this.res.write(rest);
+      if (this.meter) {
+        const rest = this.splitter!.takeRemainder();
+        const out: Buffer[] = [];
+        if (rest) this.pass(rest, out);
+        if (this.streamGuard?.blocked) return this.blockStream();
+        this.releaseHeld(out);
+        this.write(out);
+      }
       this.res.end();
       return this.complete(this.status);
     }
-    const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bodyBytes);
+    let body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bodyBytes);
     this.chunks = [];
+    this.answer = body;
+    if (this.llm && this.ctx.outputGuard.active && this.status >= 200 && this.status < 300) {
+      const verdict = this.ctx.outputGuard.inspectBody(this.dialect.shape, body);
+      if (verdict.decisions.length) this.decide(verdict.decisions);
+      if (verdict.blocked) {
+        return this.reject(422, ErrorCode.guardrailBlocked, `the answer was blocked by guardrail ${verdict.blocked.rule}: ${verdict.blocked.reason}`);
+      }
+      body = verdict.body;
+    }
     if (!this.res.headersSent) {
       const headers = clientResponseHeaders(this.headers!);
       headers['content-length'] = String(body.length);
@@ -361,7 +426,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     }
     this.committed = true;
     this.res.end(body);
-    this.complete(this.status, body);
+    this.complete(this.status);
   }
 
   onError(error: UpstreamError): void {
@@ -385,16 +450,50 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.res.writeHead(this.status, headers);
   }
 
-  /** Writes the whole events a chunk completes, minus those the meter keeps back. */
+  /** Writes the whole events a chunk completes, as metered and guarded. */
   private forwardEvents(chunk: Buffer): void {
-    const meter = this.meter!;
     const out: Buffer[] = [];
-    this.splitter!.push(chunk, (event) => {
-      if (meter.onEvent(event)) out.push(event);
-    });
-    if (!this.ttftObserved && meter.firstToken) this.observeFirstToken();
-    if (out.length === 1) this.res.write(out[0]);
-    else if (out.length > 1) this.res.write(Buffer.concat(out));
+    this.splitter!.push(chunk, (event) => this.pass(event, out));
+    if (!this.ttftObserved && this.meter!.firstToken) this.observeFirstToken();
+    if (this.streamGuard?.blocked) return this.blockStream();
+    this.write(out);
+  }
+
+  /** One provider event: metered, then guarded, into `out`. */
+  private pass(event: Buffer, out: Buffer[]): void {
+    if (!this.meter!.onEvent(event)) return;
+    const guard = this.streamGuard;
+    if (!guard) {
+      out.push(event);
+      return;
+    }
+    if (guard.blocked) return;
+    for (const e of guard.onEvent(event)) out.push(e);
+    const decisions = guard.takeDecisions();
+    if (decisions.length) this.decide(decisions);
+  }
+
+  /** Text the output guard still holds (a stream that ends or is cut), released redacted. */
+  private releaseHeld(out: Buffer[]): void {
+    const guard = this.streamGuard;
+    if (!guard || guard.blocked) return;
+    for (const e of guard.end()) out.push(e);
+    const decisions = guard.takeDecisions();
+    if (decisions.length) this.decide(decisions);
+  }
+
+  private write(out: Buffer[]): void {
+    if (!out.length) return;
+    const data = out.length === 1 ? out[0] : Buffer.concat(out);
+    if (this.streamed) this.streamed.update(data);
+    else this.capturedStream?.push(data);
+    this.res.write(data);
+  }
+
+  /** An output rule set to block fired mid-stream: nothing more of the answer reaches the client. */
+  private blockStream(): void {
+    const blocked = this.streamGuard!.blocked!;
+    this.cutStream(ErrorCode.guardrailBlocked, `the answer was blocked by guardrail ${blocked.rule}: ${blocked.reason}`, 422);
   }
 
   private observeFirstToken(): void {
@@ -408,7 +507,12 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.call = null;
     this.phase = Phase.None;
     if (!this.res.writableEnded) {
-      if (this.meter) this.res.write(this.dialect.errorEvent(code, message));
+      if (this.meter) {
+        const out: Buffer[] = [];
+        this.releaseHeld(out);
+        this.write(out);
+        this.res.write(this.dialect.errorEvent(code, message));
+      }
       this.res.end();
     }
     this.complete(metricCode);
@@ -519,8 +623,8 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     return this.ctx.metrics.for(this.ctx.agent, this.provider?.name ?? NO_MODEL, model);
   }
 
-  /** Meters the request once, whatever ended it. */
-  private complete(code: number, body?: Buffer): void {
+  /** Meters, settles and audits the request once, whatever ended it. */
+  private complete(code: number): void {
     if (this.finished) return;
     this.finished = true;
     this.phase = Phase.None;
@@ -531,7 +635,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     const meters = this.metersFor();
     meters.request(code).inc();
     meters.duration.observe((performance.now() - this.startedAt) / 1000);
-    const usage = this.llm && this.provider ? this.usage(code, body) : null;
+    const usage = this.llm && this.provider ? this.usage(code) : null;
     let cost = 0;
     if (usage) {
       if (usage.estimated) meters.estimated.inc();
@@ -545,10 +649,81 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
       this.ctx.policy.settle(this.reservation, { tokens, usd: cost });
       this.reservation = null;
     }
+    this.recordRequest(code, usage, cost);
+  }
+
+  // ---- decisions and audit --------------------------------------------------------------------
+
+  /** Counts, audits and remembers guardrail decisions. */
+  private decide(decisions: readonly GuardDecision[]): void {
+    for (const d of decisions) {
+      this.ctx.metrics.guardrailDecisions.child(d.direction, d.rule, d.action).inc();
+      this.ctx.audit.record({
+        kind: 'guardrail.decision',
+        ...this.identityFields(),
+        direction: d.direction,
+        [AuditAttr.decision]: DECISION_OF[d.action],
+        [AuditAttr.rule]: d.rule,
+        [AuditAttr.reason]: d.reason,
+        score: d.score,
+        matches: d.count,
+      });
+      this.note(DECISION_OF[d.action], d.rule, d.reason);
+    }
+  }
+
+  private note(decision: AuditDecision, rule: string, reason: string): void {
+    if (SEVERITY[decision] <= SEVERITY[this.decision]) return;
+    this.decision = decision;
+    this.decisionRule = rule;
+    this.decisionReason = reason;
+  }
+
+  private identityFields(): Record<string, unknown> {
+    const identity = this.llm?.identity;
+    return { [AuditAttr.user]: identity?.user, [AuditAttr.run]: identity?.run, [AuditAttr.requestModel]: this.llm?.model };
+  }
+
+  /** The request's own audit record: who, what, how much, and what was decided. */
+  private recordRequest(code: number, usage: (TokenUsage & { estimated: boolean }) | null, cost: number): void {
+    const audit = this.ctx.audit;
+    const llm = this.llm;
+    const fields: Record<string, unknown> = {
+      kind: llm ? 'llm.request' : 'http.request',
+      ...this.identityFields(),
+      [AuditAttr.operation]: llm ? 'chat' : undefined,
+      [AuditAttr.provider]: this.provider?.name,
+      [AuditAttr.responseModel]: this.servedModel,
+      'http.request.method': llm ? undefined : this.req.method,
+      'url.path': llm ? undefined : this.req.url,
+      stream: llm ? llm.stream : undefined,
+      attempts: this.attempts,
+      [AuditAttr.status]: code,
+      [AuditAttr.latencyMs]: Math.round(performance.now() - this.startedAt),
+      [AuditAttr.decision]: this.decision,
+      [AuditAttr.rule]: this.decisionRule,
+      [AuditAttr.reason]: this.decisionReason,
+    };
+    if (usage) {
+      fields[AuditAttr.inputTokens] = usage.input + usage.cacheRead + usage.cacheWrite;
+      fields[AuditAttr.outputTokens] = usage.output;
+      fields[AuditAttr.cacheReadTokens] = usage.cacheRead;
+      fields[AuditAttr.cacheWriteTokens] = usage.cacheWrite;
+      fields.usage_estimated = usage.estimated;
+      fields[AuditAttr.costUsd] = cost;
+    }
+    if (llm) {
+      fields[AuditAttr.inputMessages] = audit.content(llm.raw);
+      if (this.answer) fields[AuditAttr.outputMessages] = audit.content(this.answer);
+      else if (this.streamed) fields[AuditAttr.outputMessages] = `sha256:${this.streamed.digest('hex')}`;
+      else if (this.capturedStream) fields[AuditAttr.outputMessages] = Buffer.concat(this.capturedStream).toString('utf8');
+    }
+    if (this.failures) fields.failures = this.failures;
+    audit.record(fields);
   }
 
   /** The usage to bill: reported by the provider, or estimated when it reported none. */
-  private usage(code: number, body?: Buffer): (TokenUsage & { estimated: boolean }) | null {
+  private usage(code: number): (TokenUsage & { estimated: boolean }) | null {
     if (this.meter) {
       if (this.meter.complete) return { ...this.meter.reported!, estimated: false };
       const partial = this.meter.reported;
@@ -560,7 +735,9 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
         estimated: true,
       };
     }
-    if (body && code >= 200 && code < 300) {
+    const body = this.answer;
+    if (body && this.status >= 200 && this.status < 300) {
+      // Billed from the provider's answer even when a guardrail changed or blocked what the client got.
       const reported = this.dialect.usageFromBody(body);
       if (reported) return { ...reported, estimated: false };
       return { input: estimateInputTokens(this.llm!.body), output: tokensForBytes(body.length), cacheRead: 0, cacheWrite: 0, estimated: true };
@@ -589,9 +766,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
  */
 function lastTurnHash(body: Record<string, unknown>): string {
   const messages = body.messages as unknown[];
-  return createHash('sha1')
-    .update(`${String(body.model)}\u0000${JSON.stringify(messages[messages.length - 1])}`)
-    .digest('base64');
+  return hashOnce('sha1', `${String(body.model)}\u0000${JSON.stringify(messages[messages.length - 1])}`, 'base64');
 }
 
 /** The message of a provider's JSON error body, or its first bytes. */

@@ -13,6 +13,8 @@ import { log } from './log';
 import { RuntimeMetrics } from './metering/metrics';
 import { PriceBook } from './metering/price-book';
 import { SecretValue } from './secrets';
+import { InputGuard } from './guardrails/input-guard';
+import { OutputGuard } from './guardrails/output-guard';
 import { PolicyEngine } from './policy/policy-engine';
 import { adminHandler, proxyHandler, type ServerContext } from './server';
 import { parseRedisUrl, RedisClient } from './store/redis-client';
@@ -30,6 +32,8 @@ export class Runtime implements ServerContext {
   readonly providers: Record<ApiShape, UpstreamProvider[]>;
   readonly inFlight = new InFlightList<Exchange>();
   readonly policy: PolicyEngine;
+  readonly inputGuard: InputGuard;
+  readonly outputGuard: OutputGuard;
   /** The shared store's connection, when the config names Redis. */
   readonly redis: RedisClient | null;
   readonly audit: AuditLog;
@@ -101,6 +105,8 @@ export class Runtime implements ServerContext {
       this.metrics.watchStore(() => redis.isUp);
     }
     this.policy = new PolicyEngine(config, this.agent, this.metrics, this.redis);
+    this.inputGuard = new InputGuard(config.guardrails);
+    this.outputGuard = new OutputGuard(config.guardrails);
     this.audit = new AuditLog({ agent: this.agent, mode: config.mode, file: config.audit.file, captureContent: config.audit.captureContent });
     this.tools = new ToolGateway({ config, agent: this.agent, metrics: this.metrics, audit: this.audit, approvalToken, redis: this.redis, isDraining: () => this.draining });
   }

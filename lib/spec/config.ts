@@ -194,7 +194,7 @@ export const SidecarConfigSchema = z
       .describe('The agent this sidecar serves. Required in sidecar mode.'),
     listen: ListenSchema.prefault({ host: '127.0.0.1', port: 8787 }).describe('Where agents send LLM calls.'),
     admin: ListenSchema.optional().describe(
-      'A second listener serving only /metrics, /healthz and /readyz, for scrapes and probes from outside the pod.',
+      'A second listener for scrapes, probes and approvers from outside the pod: /metrics, /healthz, /readyz and the approvals API, never LLM or tool calls.',
     ),
     providers: z.array(ProviderSchema).min(1, { error: 'must list at least one provider' }).describe(
       'Providers in priority order. Requests fail over to the next provider of the same API shape.',

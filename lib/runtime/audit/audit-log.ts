@@ -81,10 +81,10 @@ export interface AuditLogOptions {
 }
 
 /** SHA-256 in hex: the one-shot crypto.hash (Node >= 20.12) costs half of a Hash object per record. */
-const sha256Hex: (text: string) => string =
+const sha256Hex: (data: string | Buffer) => string =
   typeof (crypto as { hash?: unknown }).hash === 'function'
-    ? (text) => (crypto as unknown as { hash(algorithm: string, data: string, encoding: 'hex'): string }).hash('sha256', text, 'hex')
-    : (text) => crypto.createHash('sha256').update(text).digest('hex');
+    ? (data) => (crypto as unknown as { hash(algorithm: string, data: string | Buffer, encoding: 'hex'): string }).hash('sha256', data, 'hex')
+    : (data) => crypto.createHash('sha256').update(data).digest('hex');
 
 /** Members the log sets itself; a caller's fields by these names are dropped. */
 const RESERVED = ['time', 'seq', 'prev', 'hash', AuditAttr.agent] as const;
@@ -129,9 +129,15 @@ export class AuditLog {
     this.append(fields);
   }
 
-  /** 'sha256:<hex>' of the text, or the text itself when captureContent is on. */
-  content(text: string): string {
-    return this.options.captureContent ? text : `sha256:${sha256Hex(text)}`;
+  /** 'sha256:<hex>' of the content, or the content itself (as UTF-8 text) when captureContent is on. */
+  content(data: string | Buffer): string {
+    if (this.options.captureContent) return typeof data === 'string' ? data : data.toString('utf8');
+    return `sha256:${sha256Hex(data)}`;
+  }
+
+  /** Whether content is recorded verbatim (callers then keep what they would otherwise hash). */
+  get capturesContent(): boolean {
+    return this.options.captureContent;
   }
 
   /** Writes everything still buffered (used at shutdown, then the process exits). */

@@ -135,11 +135,25 @@ export class RedisClient {
       const s = typeof arg === 'number' ? String(arg) : arg;
       out += `$${Buffer.byteLength(s)}${CRLF}${s}${CRLF}`;
     }
+    // Commands issued in the same event-loop turn leave in one write (pipelined): fewer syscalls
+    // on both sides, and no added wait (the turn ends before any reply could arrive).
+    if (!this.corked) {
+      this.corked = socket;
+      socket.cork();
+      setImmediate(this.uncork);
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ resolve, reject, sentAt: performance.now() });
       socket.write(out);
     });
   }
+
+  private corked: net.Socket | null = null;
+  private readonly uncork = (): void => {
+    const socket = this.corked;
+    this.corked = null;
+    socket?.uncork();
+  };
 
   private connect(): void {
     if (this.closed) return;
