@@ -8,7 +8,7 @@
  * billed (estimated where the provider had not reported it yet).
  */
 import { createHash, hash as hashOnce } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HttpRequest, HttpResponse } from './http/types';
 import type { SidecarConfig } from '../spec/config';
 import type { ApiShape } from '../spec/providers';
 import { costUsd, type TokenUsage } from '../spec/prices';
@@ -142,8 +142,8 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   constructor(
     private readonly ctx: ExchangeContext,
     private readonly dialect: ApiDialect,
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
+    private readonly req: HttpRequest,
+    private readonly res: HttpResponse,
     /** The parsed request for LLM endpoints; undefined for pass-through paths. */
     private readonly llm: LlmRequest | undefined,
     private readonly passthroughBody: Buffer | null = null,
@@ -171,8 +171,10 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     }
     const policy = this.ctx.policy;
     if (!llm || (policy.idle && llm.identity.run === undefined)) return this.nextAttempt();
-    policy.reserve(llm.identity, this.maximumCost(llm), () => lastTurnHash(llm.body)).then(
-      (admission) => this.admitted(admission),
+    const admission = policy.reserve(llm.identity, this.maximumCost(llm), () => lastTurnHash(llm.body));
+    if (!(admission instanceof Promise)) return this.admitted(admission);
+    admission.then(
+      (result) => this.admitted(result),
       (err: Error) => this.reject(500, ErrorCode.internal, `budget check failed: ${err.message}`),
     );
   }
@@ -684,42 +686,40 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     return { [AuditAttr.user]: identity?.user, [AuditAttr.run]: identity?.run, [AuditAttr.requestModel]: this.llm?.model };
   }
 
-  /** The request's own audit record: who, what, how much, and what was decided. */
+  /**
+   * The request's own audit record: who, what, how much, and what was decided. Written as JSON
+   * text directly (AuditLog.recordMembers): it is made on every request.
+   */
   private recordRequest(code: number, usage: (TokenUsage & { estimated: boolean }) | null, cost: number): void {
     const audit = this.ctx.audit;
     const llm = this.llm;
-    const fields: Record<string, unknown> = {
-      kind: llm ? 'llm.request' : 'http.request',
-      ...this.identityFields(),
-      [AuditAttr.operation]: llm ? 'chat' : undefined,
-      [AuditAttr.provider]: this.provider?.name,
-      [AuditAttr.responseModel]: this.servedModel,
-      'http.request.method': llm ? undefined : this.req.method,
-      'url.path': llm ? undefined : this.req.url,
-      stream: llm ? llm.stream : undefined,
-      attempts: this.attempts,
-      [AuditAttr.status]: code,
-      [AuditAttr.latencyMs]: Math.round(performance.now() - this.startedAt),
-      [AuditAttr.decision]: this.decision,
-      [AuditAttr.rule]: this.decisionRule,
-      [AuditAttr.reason]: this.decisionReason,
-    };
+    let m = llm ? '"kind":"llm.request","gen_ai.operation.name":"chat"' : '"kind":"http.request"';
+    const identity = llm?.identity;
+    if (identity?.user !== undefined) m += `,"${AuditAttr.user}":${JSON.stringify(identity.user)}`;
+    if (identity?.run !== undefined) m += `,"${AuditAttr.run}":${JSON.stringify(identity.run)}`;
+    if (llm) m += `,"${AuditAttr.requestModel}":${JSON.stringify(llm.model)},"stream":${llm.stream}`;
+    else m += `,"http.request.method":${JSON.stringify(this.req.method)},"url.path":${JSON.stringify(this.req.url)}`;
+    if (this.provider) m += `,"${AuditAttr.provider}":${JSON.stringify(this.provider.name)}`;
+    if (this.servedModel !== undefined) m += `,"${AuditAttr.responseModel}":${JSON.stringify(this.servedModel)}`;
+    m += `,"attempts":${this.attempts},"${AuditAttr.status}":${code},"${AuditAttr.latencyMs}":${Math.round(performance.now() - this.startedAt)}`;
+    m += `,"${AuditAttr.decision}":"${this.decision}"`;
+    if (this.decisionRule !== undefined) m += `,"${AuditAttr.rule}":${JSON.stringify(this.decisionRule)},"${AuditAttr.reason}":${JSON.stringify(this.decisionReason)}`;
     if (usage) {
-      fields[AuditAttr.inputTokens] = usage.input + usage.cacheRead + usage.cacheWrite;
-      fields[AuditAttr.outputTokens] = usage.output;
-      fields[AuditAttr.cacheReadTokens] = usage.cacheRead;
-      fields[AuditAttr.cacheWriteTokens] = usage.cacheWrite;
-      fields.usage_estimated = usage.estimated;
-      fields[AuditAttr.costUsd] = cost;
+      m +=
+        `,"${AuditAttr.inputTokens}":${usage.input + usage.cacheRead + usage.cacheWrite},"${AuditAttr.outputTokens}":${usage.output}` +
+        `,"${AuditAttr.cacheReadTokens}":${usage.cacheRead},"${AuditAttr.cacheWriteTokens}":${usage.cacheWrite}` +
+        `,"usage_estimated":${usage.estimated},"${AuditAttr.costUsd}":${cost}`;
     }
     if (llm) {
-      fields[AuditAttr.inputMessages] = audit.content(llm.raw);
-      if (this.answer) fields[AuditAttr.outputMessages] = audit.content(this.answer);
-      else if (this.streamed) fields[AuditAttr.outputMessages] = `sha256:${this.streamed.digest('hex')}`;
-      else if (this.capturedStream) fields[AuditAttr.outputMessages] = Buffer.concat(this.capturedStream).toString('utf8');
+      m += `,"${AuditAttr.inputMessages}":${JSON.stringify(audit.content(llm.raw))}`;
+      let output: string | undefined;
+      if (this.answer) output = audit.content(this.answer);
+      else if (this.streamed) output = `sha256:${this.streamed.digest('hex')}`;
+      else if (this.capturedStream) output = Buffer.concat(this.capturedStream).toString('utf8');
+      if (output !== undefined) m += `,"${AuditAttr.outputMessages}":${JSON.stringify(output)}`;
     }
-    if (this.failures) fields.failures = this.failures;
-    audit.record(fields);
+    if (this.failures) m += `,"failures":${JSON.stringify(this.failures)}`;
+    audit.recordMembers(m);
   }
 
   /** The usage to bill: reported by the provider, or estimated when it reported none. */

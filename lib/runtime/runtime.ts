@@ -14,6 +14,7 @@ import { RuntimeMetrics } from './metering/metrics';
 import { PriceBook } from './metering/price-book';
 import { SecretValue } from './secrets';
 import { InputGuard } from './guardrails/input-guard';
+import { FrontServer } from './http/front-server';
 import { OutputGuard } from './guardrails/output-guard';
 import { PolicyEngine } from './policy/policy-engine';
 import { adminHandler, proxyHandler, type ServerContext } from './server';
@@ -40,7 +41,7 @@ export class Runtime implements ServerContext {
   readonly tools: ToolGateway;
   draining = false;
   ready = false;
-  private proxy: http.Server | undefined;
+  private proxy: FrontServer | undefined;
   private admin: http.Server | undefined;
   private ticker: NodeJS.Timeout | undefined;
 
@@ -114,17 +115,10 @@ export class Runtime implements ServerContext {
   /** Starts listening; resolves with the bound addresses. */
   async start(): Promise<{ proxy: AddressInfo; admin?: AddressInfo }> {
     const { timeouts, listen, admin } = this.config;
-    this.proxy = http.createServer(
-      {
-        headersTimeout: timeouts.requestHeadersMs,
-        requestTimeout: timeouts.requestBodyMs,
-        keepAliveTimeout: 65_000,
-        // Timeouts above are enforced on this tick; Node's default (30 s) would blunt them.
-        connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(timeouts.requestHeadersMs / 4))),
-      },
+    this.proxy = new FrontServer(
+      { headersTimeoutMs: timeouts.requestHeadersMs, requestTimeoutMs: timeouts.requestBodyMs, keepAliveTimeoutMs: 65_000 },
       proxyHandler(this),
     );
-    this.proxy.maxRequestsPerSocket = 0;
     const proxyAddress = await listenOn(this.proxy, listen.host, listen.port);
     this.audit.record({ kind: 'start', version: RUNTIME_VERSION, mode: this.config.mode, pid: process.pid, proxy: `${proxyAddress.address}:${proxyAddress.port}` });
     let adminAddress: AddressInfo | undefined;
@@ -196,7 +190,7 @@ function connectRedis(store: Extract<SidecarConfig['store'], { type: 'redis' }>,
   });
 }
 
-function listenOn(server: http.Server, host: string, port: number): Promise<AddressInfo> {
+function listenOn(server: http.Server | FrontServer, host: string, port: number): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -10,6 +10,7 @@ import { openAiDialect } from './api/openai';
 import { ErrorCode, Exchange, type ExchangeContext } from './exchange';
 import { estimateInputTokens } from './metering/estimate';
 import type { Identity } from './policy/policy-engine';
+import type { HttpRequest, HttpResponse } from './http/types';
 import type { ToolGateway } from './tools/tool-gateway';
 
 /** What the front needs beyond an exchange's context. */
@@ -25,7 +26,7 @@ const ROUTES: Record<string, ApiDialect> = {
   '/v1/messages': anthropicDialect,
 };
 
-export function adminRoute(ctx: ServerContext, path: string, res: http.ServerResponse): boolean {
+export function adminRoute(ctx: ServerContext, path: string, res: HttpResponse): boolean {
   switch (path) {
     case '/metrics':
       ctx.metrics.registry.metrics().then(
@@ -57,7 +58,7 @@ export function adminRoute(ctx: ServerContext, path: string, res: http.ServerRes
 const MAX_ID_LENGTH = 256;
 
 /** x-agent-user and x-agent-run-id, or a message naming the header that is unusable. */
-function identityOf(req: http.IncomingMessage): Identity | string {
+function identityOf(req: HttpRequest): Identity | string {
   const user = req.headers['x-agent-user'];
   const run = req.headers['x-agent-run-id'];
   for (const [name, value] of [['x-agent-user', user], ['x-agent-run-id', run]] as const) {
@@ -70,7 +71,7 @@ function identityOf(req: http.IncomingMessage): Identity | string {
 }
 
 /** The API shape of a pass-through request: Anthropic clients send anthropic-version or x-api-key. */
-function dialectFor(req: http.IncomingMessage): ApiDialect {
+function dialectFor(req: HttpRequest): ApiDialect {
   return req.headers['anthropic-version'] !== undefined || req.headers['x-api-key'] !== undefined ? anthropicDialect : openAiDialect;
 }
 
@@ -80,7 +81,7 @@ function pathOf(url: string): string {
 }
 
 /** The proxy listener: agent calls, pass-through, and the admin endpoints. */
-export function proxyHandler(ctx: ServerContext): http.RequestListener {
+export function proxyHandler(ctx: ServerContext): (req: HttpRequest, res: HttpResponse) => void {
   return (req, res) => {
     const path = pathOf(req.url ?? '/');
     if (req.method === 'GET' && adminRoute(ctx, path, res)) return;
@@ -125,7 +126,7 @@ export function proxyHandler(ctx: ServerContext): http.RequestListener {
 }
 
 /** The admin listener: /metrics, /healthz, /readyz, and the approvals API for approvers outside the pod. */
-export function adminHandler(ctx: ServerContext): http.RequestListener {
+export function adminHandler(ctx: ServerContext): (req: HttpRequest, res: HttpResponse) => void {
   return (req, res) => {
     const path = pathOf(req.url ?? '/');
     if (req.method === 'GET' && adminRoute(ctx, path, res)) return;
@@ -147,8 +148,8 @@ const DISCARD_LIMIT = 64 * 1024 * 1024;
 function readBody(
   ctx: ServerContext,
   dialect: ApiDialect,
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
+  req: HttpRequest,
+  res: HttpResponse,
   onBody: (body: Buffer) => void,
 ): void {
   const limit = ctx.config.limits.maxBodyBytes;
@@ -176,7 +177,7 @@ function readBody(
   req.on('end', onEnd);
 }
 
-function tooLarge(ctx: ServerContext, dialect: ApiDialect, req: http.IncomingMessage, res: http.ServerResponse, seen: number): void {
+function tooLarge(ctx: ServerContext, dialect: ApiDialect, req: HttpRequest, res: HttpResponse, seen: number): void {
   const limit = ctx.config.limits.maxBodyBytes;
   const hopeless = seen > DISCARD_LIMIT;
   rejectEarly(ctx, dialect, res, 413, ErrorCode.requestTooLarge, `the request body exceeds ${limit} bytes (limits.maxBodyBytes)`, undefined, hopeless ? { connection: 'close' } : undefined);
@@ -193,7 +194,7 @@ function tooLarge(ctx: ServerContext, dialect: ApiDialect, req: http.IncomingMes
 export function rejectEarly(
   ctx: ServerContext,
   dialect: ApiDialect,
-  res: http.ServerResponse,
+  res: HttpResponse,
   status: number,
   code: string,
   message: string,

@@ -24,6 +24,11 @@ afterAll(async () => {
 });
 
 const MINUTE = 60_000;
+
+/** A run check with everything off unless given. */
+function runCheck(key: string, over: Partial<Extract<Check, { kind: 'r' }>>): Check {
+  return { kind: 'r', key, maxIterations: 0, maxDurationMs: 0, maxRepeats: 0, hash: '', ttlMs: MINUTE, tokens: 0, maxTokens: 0, usd: 0, maxUsd: 0, ...over };
+}
 let keySeq = 0;
 const key = (name: string) => `t${process.pid}:${++keySeq}:${name}`;
 
@@ -138,22 +143,38 @@ describe.each(stores)('%s store', (_name, make) => {
     const k = key('run');
     const t = 30_000_000;
     const run = (hash: string, now: number, max = { iterations: 0, duration: 0, repeats: 0 }): Promise<unknown> =>
-      store.reserve([{ kind: 'r', key: k, maxIterations: max.iterations, maxDurationMs: max.duration, maxRepeats: max.repeats, hash, ttlMs: MINUTE }], now);
+      store.reserve([runCheck(k, { maxIterations: max.iterations, maxDurationMs: max.duration, maxRepeats: max.repeats, hash })], now);
     expect(await run('a', t)).toEqual({ ok: true, iterations: 1 });
     expect(await run('b', t)).toEqual({ ok: true, iterations: 2 });
     expect(await run('c', t, { iterations: 3, duration: 0, repeats: 0 })).toEqual({ ok: true, iterations: 3 });
-    expect(await run('d', t, { iterations: 3, duration: 0, repeats: 0 })).toEqual({ ok: false, index: 0, retryAfterMs: -1 });
+    expect(await run('d', t, { iterations: 3, duration: 0, repeats: 0 })).toEqual({ ok: false, index: 0, retryAfterMs: -1, run: 'iterations' });
     // Wall time from the first call.
     expect(await run('e', t + 5_000, { iterations: 0, duration: 5_000, repeats: 0 })).toMatchObject({ ok: true });
-    expect(await run('f', t + 5_001, { iterations: 0, duration: 5_000, repeats: 0 })).toMatchObject({ ok: false });
+    expect(await run('f', t + 5_001, { iterations: 0, duration: 5_000, repeats: 0 })).toMatchObject({ ok: false, run: 'duration' });
     // The same new turn three times in a row trips maxRepeats 3; a different turn resets it.
     const k2 = key('repeat');
-    const rep = (hash: string) => store.reserve([{ kind: 'r', key: k2, maxIterations: 0, maxDurationMs: 0, maxRepeats: 3, hash, ttlMs: MINUTE }], t);
+    const rep = (hash: string) => store.reserve([runCheck(k2, { maxRepeats: 3, hash })], t);
     expect((await rep('x')).ok).toBe(true);
     expect((await rep('x')).ok).toBe(true);
     expect((await rep('y')).ok).toBe(true);
     expect((await rep('y')).ok).toBe(true);
-    expect((await rep('y')).ok).toBe(false);
+    expect(await rep('y')).toMatchObject({ ok: false, run: 'repeats' });
+  });
+
+  test('a run\'s tokens and dollars are capped in its record, reserved up front and settled to the real usage', async () => {
+    const k = key('run-spend');
+    const t = 40_000_000;
+    const call = (tokens: number, usd: number) => store.reserve([runCheck(k, { tokens, maxTokens: 1_000, usd, maxUsd: 1 })], t);
+    expect((await call(600, 0.1)).ok).toBe(true);
+    expect(await call(600, 0.1)).toMatchObject({ ok: false, run: 'tokens' });
+    // The first call used only 100 of its 600 tokens.
+    await store.settle([{ kind: 'r', key: k, tokens: -500, usd: 0 }], t);
+    expect((await call(600, 0.1)).ok).toBe(true); // 700
+    expect(await call(100, 0.95)).toMatchObject({ ok: false, run: 'usd' }); // 0.2 + 0.95 > 1
+    expect((await call(100, 0.5)).ok).toBe(true); // 800 tokens, $0.7
+    // A refused call left nothing behind: its iteration and spend were not recorded.
+    expect(await call(200, 0.3)).toEqual({ ok: true, iterations: 4 }); // exactly 1000 and $1.0
+    expect(await call(0, 0)).toMatchObject({ ok: false, run: 'tokens' }); // at the cap: refused
   });
 
   test('budget keys expire with their window', async () => {

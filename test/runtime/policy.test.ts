@@ -158,7 +158,7 @@ describe('loop guards', () => {
     expect(await call('run-1', 'look up the order')).toBe('429 loop_detected false');
     expect(await call('run-2', 'look up the order')).toBe(200);
     const text = await ctx.sidecar.metricsText();
-    expect(sumSamples(text, 'budget_rejections_total', { scope: 'run', limit: 'run_guard' })).toBe(1);
+    expect(sumSamples(text, 'budget_rejections_total', { scope: 'run', limit: 'run_repeats' })).toBe(1);
   });
 
   test('a run may make at most maxIterations calls, and every call feeds agent_run_iterations', async () => {

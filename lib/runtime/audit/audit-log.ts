@@ -161,6 +161,16 @@ export class AuditLog {
     });
   }
 
+  /**
+   * Appends a record given as JSON members (`"kind":"llm.request","a":1`, no braces), for the
+   * record written on every request: built as text by the caller, it skips an object and a
+   * JSON.stringify. The members must not use the log's own names (time, seq, prev, hash, agent).
+   */
+  recordMembers(members: string): void {
+    if (this.seq === 0) this.append({ kind: AUDIT_START, mode: this.options.mode, pid: process.pid });
+    this.appendMembers(`,${members}`);
+  }
+
   private append(fields: Record<string, unknown>): void {
     let body: string;
     try {
@@ -169,7 +179,10 @@ export class AuditLog {
       // A record is never lost to a value JSON cannot hold (a cycle, a BigInt): its kind and why remain.
       body = JSON.stringify({ kind: fields.kind, 'audit.error': `fields not serializable: ${(err as Error).message}` });
     }
-    body = body.length > 2 ? `,${body.slice(1, -1)}` : '';
+    this.appendMembers(body.length > 2 ? `,${body.slice(1, -1)}` : '');
+  }
+
+  private appendMembers(body: string): void {
     const unsigned = `{"time":"${this.now()}","seq":${this.seq},"${AuditAttr.agent}":${this.agentJson}${body},"prev":"${this.prev}"}`;
     const hash = `sha256:${sha256Hex(unsigned)}`;
     this.prev = hash;

@@ -8,7 +8,8 @@
  * - GCRA (`g`): a rate of `windowMs / intervalMs` units per window, a full window's worth at
  *   once at most, and no double burst across any boundary (the theoretical arrival time moves
  *   forward by `amount * intervalMs` and may not run more than `windowMs` ahead of now).
- * - run state (`r`): iterations, first-call time and the stuck-loop detector of one agent run.
+ * - run state (`r`): one agent run's iterations, first-call time, stuck-loop detector, and the
+ *   tokens and dollars it has spent, all in one record (one key on Redis).
  */
 
 export type Check =
@@ -24,11 +25,20 @@ export type Check =
       /** Hash of the request's new content, for the stuck-loop detector ('' when it is off). */
       readonly hash: string;
       readonly ttlMs: number;
+      /** Tokens and dollars reserved for this call, against the run's caps (0: uncapped). */
+      readonly tokens: number;
+      readonly maxTokens: number;
+      readonly usd: number;
+      readonly maxUsd: number;
     };
+
+/** Which run guard tripped. */
+export type RunLimit = 'iterations' | 'duration' | 'repeats' | 'tokens' | 'usd';
 
 export type Adjustment =
   | { readonly kind: 'b'; readonly key: string; readonly delta: number }
-  | { readonly kind: 'g'; readonly key: string; readonly delta: number; readonly intervalMs: number };
+  | { readonly kind: 'g'; readonly key: string; readonly delta: number; readonly intervalMs: number }
+  | { readonly kind: 'r'; readonly key: string; readonly tokens: number; readonly usd: number };
 
 export type ReserveResult =
   | { readonly ok: true; /** The run's iteration count after this call, 0 without a run check. */ readonly iterations: number }
@@ -38,6 +48,8 @@ export type ReserveResult =
       readonly index: number;
       /** When trying again can succeed; -1 for never (a run guard). */
       readonly retryAfterMs: number;
+      /** For a run check: which guard tripped. */
+      readonly run?: RunLimit;
     };
 
 export interface LimiterStore {
@@ -58,6 +70,8 @@ interface RunState {
   startedAt: number;
   hash: string;
   repeats: number;
+  tokens: number;
+  usd: number;
   expiresAt: number;
 }
 
@@ -103,9 +117,12 @@ export class MemoryLimiterStore implements LimiterStore {
           startedAt: live?.startedAt ?? now,
           hash: c.hash,
           repeats: live && c.hash && live.hash === c.hash ? live.repeats + 1 : 1,
+          tokens: (live?.tokens ?? 0) + c.tokens,
+          usd: (live?.usd ?? 0) + c.usd,
           expiresAt: now + c.ttlMs,
         };
-        if (runTripped(c, state, now)) return { ok: false, index: i, retryAfterMs: -1 };
+        const tripped = runTripped(c, state, now);
+        if (tripped) return { ok: false, index: i, retryAfterMs: -1, run: tripped };
         runUpdates[i] = state;
       }
     }
@@ -128,6 +145,14 @@ export class MemoryLimiterStore implements LimiterStore {
 
   settleNow(adjustments: readonly Adjustment[], now: number): void {
     for (const a of adjustments) {
+      if (a.kind === 'r') {
+        const run = this.runs.get(a.key);
+        if (run && run.expiresAt > now) {
+          run.tokens = Math.max(0, run.tokens + a.tokens);
+          run.usd = Math.max(0, run.usd + a.usd);
+        }
+        continue;
+      }
       const entry = this.values.get(a.key);
       if (!entry || entry.expiresAt <= now) continue; // the window ended: nothing to correct
       if (a.kind === 'b') {
@@ -165,10 +190,12 @@ export class MemoryLimiterStore implements LimiterStore {
   }
 }
 
-function runTripped(c: Extract<Check, { kind: 'r' }>, state: RunState, now: number): boolean {
-  return (
-    (c.maxIterations > 0 && state.iterations > c.maxIterations) ||
-    (c.maxDurationMs > 0 && now - state.startedAt > c.maxDurationMs) ||
-    (c.maxRepeats > 0 && state.repeats >= c.maxRepeats)
-  );
+function runTripped(c: Extract<Check, { kind: 'r' }>, state: RunState, now: number): RunLimit | null {
+  if (c.maxIterations > 0 && state.iterations > c.maxIterations) return 'iterations';
+  if (c.maxDurationMs > 0 && now - state.startedAt > c.maxDurationMs) return 'duration';
+  if (c.maxRepeats > 0 && state.repeats >= c.maxRepeats) return 'repeats';
+  // Like a budget: refused when already at the cap, or when this call's reservation would pass it.
+  if (c.maxTokens > 0 && (state.tokens - c.tokens >= c.maxTokens || state.tokens > c.maxTokens)) return 'tokens';
+  if (c.maxUsd > 0 && (state.usd - c.usd >= c.maxUsd || state.usd > c.maxUsd)) return 'usd';
+  return null;
 }

@@ -9,7 +9,7 @@ import type { Period, Scope } from '../../spec/policy';
 import { log } from '../log';
 import type { RuntimeMetrics } from '../metering/metrics';
 import type { RedisClient } from '../store/redis-client';
-import { MemoryLimiterStore, type Adjustment, type Check, type LimiterStore, type ReserveResult } from './limiter-store';
+import { MemoryLimiterStore, type Adjustment, type Check, type LimiterStore, type ReserveResult, type RunLimit } from './limiter-store';
 import { RedisLimiterStore } from './redis-limiter-store';
 
 const MINUTE = 60_000;
@@ -50,7 +50,14 @@ export interface Reservation {
   /** The run's iteration count, 0 without a run id. */
   readonly iterations: number;
   /** What was reserved, to correct by the real usage (null: nothing to settle). */
-  readonly settle: null | { readonly store: LimiterStore; readonly estimate: Estimate; readonly usd: string[]; readonly tokens: string[]; readonly rates: Array<{ key: string; intervalMs: number }> };
+  readonly settle: null | {
+    readonly store: LimiterStore;
+    readonly estimate: Estimate;
+    readonly usd: string[];
+    readonly tokens: string[];
+    readonly rates: Array<{ key: string; intervalMs: number }>;
+    readonly run: string | null;
+  };
   /** The store could not be reached and the failure mode let the request through. */
   readonly degraded?: 'fail-open' | 'local';
 }
@@ -60,7 +67,7 @@ interface Meta {
   readonly scope: Scope;
   readonly limit: string;
   readonly describe: string;
-  readonly settle?: 'usd' | 'tokens' | 'rate';
+  readonly settle?: 'usd' | 'tokens' | 'rate' | 'run';
   /** Budget window end, for Retry-After. */
   readonly windowEnd?: number;
   readonly amountAlone?: boolean;
@@ -96,40 +103,50 @@ export class PolicyEngine {
   }
 
   /**
-   * Reserves the request's maximum cost on every applicable key, atomically. Resolves with a
-   * Reservation to settle later, or a Rejection to answer with.
+   * Reserves the request's maximum cost on every applicable key, atomically: a Reservation to
+   * settle later, or a Rejection to answer with (at once in memory, through a promise on Redis).
    */
-  async reserve(identity: Identity, estimate: Estimate, contentHash: () => string, now = Date.now()): Promise<Reservation | Rejection> {
+  reserve(identity: Identity, estimate: Estimate, contentHash: () => string, now = Date.now()): Reservation | Rejection | Promise<Reservation | Rejection> {
     const { checks, metas } = this.plan(identity, estimate, contentHash, now);
     if (!checks.length) return { ok: true, iterations: 0, settle: null };
-    let store = this.primary;
-    let degraded: Reservation['degraded'];
-    let result: ReserveResult;
-    try {
-      result = await store.reserve(checks, now);
-    } catch (err) {
-      this.metrics.storeErrors.inc({ mode: this.mode ?? 'memory' });
-      if (this.mode === 'fail-open') {
-        return { ok: true, iterations: 0, settle: null, degraded: 'fail-open' };
-      }
-      if (this.mode === 'local' && this.local) {
-        store = this.local;
-        degraded = 'local';
-        result = this.local.reserveNow(checks, now);
-      } else {
-        return {
-          ok: false,
-          status: 503,
-          code: 'budget_store_unavailable',
-          scope: 'store',
-          limit: 'store',
-          message: `the budget store is unavailable (${(err as Error).message}); requests are refused until it is back (store.onUnavailable: fail-closed)`,
-          retryAfter: 1,
-        };
-      }
-    }
-    if (!result.ok) return this.rejection(metas[result.index], checks[result.index], result.retryAfterMs, now);
+    const store = this.primary;
+    // In memory the answer is immediate: no promise on the request path.
+    if (store instanceof MemoryLimiterStore) return this.admission(store, store.reserveNow(checks, now), checks, metas, estimate, now);
+    return store.reserve(checks, now).then(
+      (result) => this.admission(store, result, checks, metas, estimate, now),
+      (err: Error) => this.unavailable(err, checks, metas, estimate, now),
+    );
+  }
+
+  private admission(
+    store: LimiterStore,
+    result: ReserveResult,
+    checks: readonly Check[],
+    metas: readonly Meta[],
+    estimate: Estimate,
+    now: number,
+    degraded?: Reservation['degraded'],
+  ): Reservation | Rejection {
+    if (!result.ok) return this.rejection(metas[result.index], checks[result.index], result.retryAfterMs, now, result.run);
     return { ok: true, iterations: result.iterations, settle: this.settlement(store, checks, metas, estimate), degraded };
+  }
+
+  /** The shared store failed: the configured failure mode decides. */
+  private unavailable(err: Error, checks: readonly Check[], metas: readonly Meta[], estimate: Estimate, now: number): Reservation | Rejection {
+    this.metrics.storeErrors.inc({ mode: this.mode ?? 'memory' });
+    if (this.mode === 'fail-open') return { ok: true, iterations: 0, settle: null, degraded: 'fail-open' };
+    if (this.mode === 'local' && this.local) {
+      return this.admission(this.local, this.local.reserveNow(checks, now), checks, metas, estimate, now, 'local');
+    }
+    return {
+      ok: false,
+      status: 503,
+      code: 'budget_store_unavailable',
+      scope: 'store',
+      limit: 'store',
+      message: `the budget store is unavailable (${err.message}); requests are refused until it is back (store.onUnavailable: fail-closed)`,
+      retryAfter: 1,
+    };
   }
 
   /** Corrects the reservation by what the request really used (zero for a request that failed). */
@@ -144,6 +161,7 @@ export class PolicyEngine {
       for (const key of s.tokens) adjustments.push({ kind: 'b', key, delta: dTokens });
       for (const r of s.rates) adjustments.push({ kind: 'g', key: r.key, delta: dTokens, intervalMs: r.intervalMs });
     }
+    if (s.run && (dTokens || dUsd)) adjustments.push({ kind: 'r', key: s.run, tokens: dTokens, usd: dUsd });
     if (!adjustments.length) return;
     s.store.settle(adjustments, now).catch((err: Error) => {
       // The reservation stands until its window ends: over-counted, never under.
@@ -191,6 +209,7 @@ export class PolicyEngine {
       const run = `${this.prefix}r:${this.agent}:${keyPart(identity.run)}`;
       const ttlMs = guard?.runTtlMs ?? 86_400_000;
       // Counted even without a guard: every request with a run id feeds agent_run_iterations.
+      // The run's spend (tokens and dollars) lives in the same record as its iterations.
       checks.push({
         kind: 'r',
         key: run,
@@ -199,16 +218,19 @@ export class PolicyEngine {
         maxRepeats: guard?.maxRepeats ?? 0,
         hash: guard?.maxRepeats ? contentHash() : '',
         ttlMs,
+        tokens: estimate.tokens,
+        maxTokens: guard?.maxTokens ?? 0,
+        usd: estimate.usd,
+        maxUsd: guard?.maxCostUsd ?? 0,
       });
-      metas.push({ code: 'loop_detected', scope: 'run', limit: 'run_guard', describe: 'run loop guard' });
-      if (guard?.maxTokens) {
-        checks.push({ kind: 'b', key: `${run}:tokens`, amount: estimate.tokens, limit: guard.maxTokens, ttlMs });
-        metas.push({ code: 'loop_detected', scope: 'run', limit: 'run_tokens', describe: `run limit of ${guard.maxTokens} tokens`, settle: 'tokens', amountAlone: estimate.tokens > guard.maxTokens });
-      }
-      if (guard?.maxCostUsd) {
-        checks.push({ kind: 'b', key: `${run}:usd`, amount: estimate.usd, limit: guard.maxCostUsd, ttlMs });
-        metas.push({ code: 'loop_detected', scope: 'run', limit: 'run_cost', describe: `run limit of $${guard.maxCostUsd}`, settle: 'usd', amountAlone: estimate.usd > guard.maxCostUsd });
-      }
+      metas.push({
+        code: 'loop_detected',
+        scope: 'run',
+        limit: 'run_guard',
+        describe: 'run loop guard',
+        settle: 'run',
+        amountAlone: (!!guard?.maxTokens && estimate.tokens > guard.maxTokens) || (!!guard?.maxCostUsd && estimate.usd > guard.maxCostUsd),
+      });
     }
     return { checks, metas };
   }
@@ -232,23 +254,26 @@ export class PolicyEngine {
     const usd: string[] = [];
     const tokens: string[] = [];
     const rates: Array<{ key: string; intervalMs: number }> = [];
+    let run: string | null = null;
     checks.forEach((c, i) => {
       const kind = metas[i].settle;
       if (kind === 'usd') usd.push(c.key);
       else if (kind === 'tokens') tokens.push(c.key);
       else if (kind === 'rate' && c.kind === 'g') rates.push({ key: c.key, intervalMs: c.intervalMs });
+      else if (kind === 'run') run = c.key;
     });
-    return usd.length || tokens.length || rates.length ? { store, estimate, usd, tokens, rates } : null;
+    return usd.length || tokens.length || rates.length || run ? { store, estimate, usd, tokens, rates, run } : null;
   }
 
-  private rejection(meta: Meta, check: Check, retryAfterMs: number, now: number): Rejection {
+  private rejection(meta: Meta, check: Check, retryAfterMs: number, now: number, run?: RunLimit): Rejection {
+    if (run) meta = { ...meta, limit: RUN_LIMIT_LABELS[run] };
     this.metrics.budgetRejections.inc({ scope: meta.scope, limit: meta.limit });
     let message: string;
     let retryAfter: number | undefined;
     if (meta.amountAlone) {
       message = `this request alone would exceed the ${meta.describe} (it reserves ${describeAmount(check)} up front: its input estimate plus max_tokens); lower max_tokens or raise the limit`;
     } else if (meta.code === 'loop_detected') {
-      message = `${meta.describe} tripped (${loopReason(check, meta)}): the agent run is stopped; start a new run (x-agent-run-id) once the loop is fixed`;
+      message = `${meta.describe} tripped (${loopReason(check, run)}): the agent run is stopped; start a new run (x-agent-run-id) once the loop is fixed`;
     } else {
       const waitMs = meta.windowEnd !== undefined ? meta.windowEnd - now : retryAfterMs;
       retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
@@ -267,13 +292,31 @@ function describeAmount(check: Check): string {
   return check.kind === 'r' ? '' : `${+check.amount.toPrecision(4)}`;
 }
 
-function loopReason(check: Check, meta: Meta): string {
-  if (meta.limit !== 'run_guard' || check.kind !== 'r') return meta.limit.replace('_', ' ');
-  const parts = [];
-  if (check.maxIterations) parts.push(`at most ${check.maxIterations} calls`);
-  if (check.maxDurationMs) parts.push(`at most ${check.maxDurationMs} ms`);
-  if (check.maxRepeats) parts.push(`the same request at most ${check.maxRepeats - 1} times in a row`);
-  return parts.join(', ');
+/** Metric labels of the run guards (budget_rejections_total{scope="run",limit}). */
+const RUN_LIMIT_LABELS: Record<RunLimit, string> = {
+  iterations: 'run_iterations',
+  duration: 'run_duration',
+  repeats: 'run_repeats',
+  tokens: 'run_tokens',
+  usd: 'run_cost',
+};
+
+function loopReason(check: Check, run?: RunLimit): string {
+  if (check.kind !== 'r') return 'run limit';
+  switch (run) {
+    case 'iterations':
+      return `at most ${check.maxIterations} calls per run`;
+    case 'duration':
+      return `at most ${check.maxDurationMs} ms per run`;
+    case 'repeats':
+      return `the same request at most ${check.maxRepeats - 1} times in a row`;
+    case 'tokens':
+      return `at most ${check.maxTokens} tokens per run`;
+    case 'usd':
+      return `at most $${check.maxUsd} per run`;
+    default:
+      return 'run limit';
+  }
 }
 
 /** The UTC calendar window containing `now`. */

@@ -1,111 +1,43 @@
 /**
  * The limiter contract on Redis, shared by every replica: per request one round trip to reserve
  * (all checks, then all updates, atomically) and at most one to settle. Requests of the same
- * event-loop turn share those round trips: their reservations go in one script call, their
- * settlements are summed per key into another. Keys expire with their windows.
+ * event-loop turn share one round trip for both: the settlements of requests that ended, summed
+ * per key, and the reservations of requests that started. Keys expire with their windows.
  */
 import { LuaScript, RedisReplyError, type RedisClient } from '../store/redis-client';
-import type { Adjustment, Check, LimiterStore, ReserveResult } from './limiter-store';
+import type { Adjustment, Check, LimiterStore, ReserveResult, RunLimit } from './limiter-store';
+
+/** Two adjustments of one key, summed (the key's kind decides the shape). */
+function merge(prior: Adjustment | undefined, next: Adjustment): Adjustment {
+  if (!prior) return next;
+  if (prior.kind === 'r' && next.kind === 'r') return { ...prior, tokens: prior.tokens + next.tokens, usd: prior.usd + next.usd };
+  if (prior.kind !== 'r' && next.kind !== 'r') return { ...prior, delta: prior.delta + next.delta };
+  return next;
+}
 
 /**
- * Reserves for several requests at once (those of one event-loop turn), each all-or-nothing.
- * KEYS: one per check, request after request. ARGV[1]: now (ms), ARGV[2]: the number of
- * requests, then per request its number of checks and, per check, its kind and parameters:
- *   b amount limit ttlMs | g amount intervalMs windowMs | r maxIterations maxDurationMs maxRepeats hash ttlMs
- * Returns one {1, iterations} or {0, index, retryAfterMs} per request.
+ * One script call per event-loop turn: first the settlements of requests that ended (summed per
+ * key), then the reservations of requests that started, each all-or-nothing, in arrival order.
+ *
+ * KEYS: the adjusted keys, then one per check, request after request.
+ * ARGV[1]: now (ms). ARGV[2]: the number of adjustments, then per adjustment its kind and values:
+ *   b delta | g delta intervalMs | r tokensDelta usdDelta
+ * A key whose window already ended is left alone (it is gone, or belongs to a new window).
+ * Then the number of requests and, per request, its number of checks and per check:
+ *   b amount limit ttlMs
+ *   g amount intervalMs windowMs
+ *   r maxIterations maxDurationMs maxRepeats hash ttlMs tokens maxTokens usd maxUsd
+ * Returns one {1, iterations} or {0, index, retryAfterMs, runLimit} per request.
+ *
+ * Rate and run checks are read first; budgets are then incremented optimistically (one command
+ * each instead of a read and a write) and rolled back if one would pass its limit; only when all
+ * pass are the rate and run states written.
  */
-const RESERVE = new LuaScript(`
+const APPLY = new LuaScript(`
 local now = tonumber(ARGV[1])
-local requests = tonumber(ARGV[2])
+local adjustments = tonumber(ARGV[2])
 local a = 3
-local k = 0
-local results = {}
-for r = 1, requests do
-  local n = tonumber(ARGV[a])
-  a = a + 1
-  local plan = {}
-  local failed = nil
-  for i = 1, n do
-    local key = KEYS[k + i]
-    local kind = ARGV[a]
-    if kind == 'b' then
-      if not failed then
-        local amount, limit, ttl = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
-        local current = redis.call('GET', key)
-        local used = tonumber(current or '0')
-        if used >= limit or used + amount > limit then
-          local left = redis.call('PTTL', key)
-          if left < 0 then left = ttl end
-          failed = {0, i - 1, left}
-        else
-          plan[i] = {amount, ttl, current}
-        end
-      end
-      a = a + 4
-    elseif kind == 'g' then
-      if not failed then
-        local amount, interval, window = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])
-        local tat = tonumber(redis.call('GET', key) or '0')
-        if tat < now then tat = now end
-        local nxt = tat + amount * interval
-        if nxt - now > window + 0.001 then
-          if amount * interval > window then failed = {0, i - 1, -1} else failed = {0, i - 1, math.ceil(nxt - now - window)} end
-        else
-          plan[i] = {nxt}
-        end
-      end
-      a = a + 4
-    else
-      if not failed then
-        local maxIter, maxDur, maxRep, hash, ttl = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3]), ARGV[a+4], tonumber(ARGV[a+5])
-        local st = redis.call('HMGET', key, 'n', 't', 'h', 'r')
-        local iter = tonumber(st[1] or '0') + 1
-        local started = tonumber(st[2] or now)
-        local rep = 1
-        if hash ~= '' and st[3] == hash then rep = tonumber(st[4] or '0') + 1 end
-        if (maxIter > 0 and iter > maxIter) or (maxDur > 0 and now - started > maxDur) or (maxRep > 0 and rep >= maxRep) then
-          failed = {0, i - 1, -1}
-        else
-          plan[i] = {iter, started, hash, rep, ttl}
-        end
-      end
-      a = a + 6
-    end
-    plan[i] = plan[i] or false
-    if plan[i] then plan[i].kind = kind end
-  end
-  if failed then
-    results[r] = failed
-  else
-    local iterations = 0
-    for i = 1, n do
-      local key = KEYS[k + i]
-      local p = plan[i]
-      if p.kind == 'b' then
-        if p[3] then redis.call('INCRBYFLOAT', key, p[1]) else redis.call('SET', key, p[1], 'PX', p[2]) end
-      elseif p.kind == 'g' then
-        redis.call('SET', key, p[1], 'PX', math.ceil(p[1] - now) + 1000)
-      else
-        redis.call('HSET', key, 'n', p[1], 't', p[2], 'h', p[3], 'r', p[4])
-        redis.call('PEXPIRE', key, p[5])
-        iterations = p[1]
-      end
-    end
-    results[r] = {1, iterations}
-  end
-  k = k + n
-end
-return results
-`);
-
-/**
- * KEYS: one per adjustment. ARGV[1]: now, then per adjustment: b delta | g delta intervalMs.
- * A key whose window already ended is left alone (it is gone, or it belongs to a new window).
- */
-const SETTLE = new LuaScript(`
-local now = tonumber(ARGV[1])
-local a = 2
-for i = 1, #KEYS do
+for i = 1, adjustments do
   local kind = ARGV[a]
   if kind == 'b' then
     local delta = ARGV[a+1]
@@ -116,7 +48,7 @@ for i = 1, #KEYS do
     elseif v < 0 then
       redis.call('SET', KEYS[i], 0, 'KEEPTTL')
     end
-  else
+  elseif kind == 'g' then
     local delta, interval = tonumber(ARGV[a+1]), tonumber(ARGV[a+2])
     a = a + 3
     local tat = redis.call('GET', KEYS[i])
@@ -124,105 +56,189 @@ for i = 1, #KEYS do
       local nxt = tonumber(tat) + delta * interval
       if nxt > now then redis.call('SET', KEYS[i], nxt, 'PX', math.ceil(nxt - now) + 1000) else redis.call('DEL', KEYS[i]) end
     end
+  else
+    local tokens, usd = ARGV[a+1], ARGV[a+2]
+    a = a + 3
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      if tonumber(tokens) ~= 0 then redis.call('HINCRBYFLOAT', KEYS[i], 'tk', tokens) end
+      if tonumber(usd) ~= 0 then redis.call('HINCRBYFLOAT', KEYS[i], 'us', usd) end
+    end
   end
 end
-return 1
+local requests = tonumber(ARGV[a])
+a = a + 1
+local k = adjustments
+local results = {}
+for r = 1, requests do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local checks = {}
+  for i = 1, n do
+    local kind = ARGV[a]
+    local c = {kind = kind, key = KEYS[k + i], at = a}
+    checks[i] = c
+    if kind == 'r' then a = a + 10 else a = a + 4 end
+  end
+  local failed = nil
+  -- Reads: rate limits and run guards.
+  for i = 1, n do
+    local c = checks[i]
+    if failed then break end
+    local at = c.at
+    if c.kind == 'g' then
+      local amount, interval, window = tonumber(ARGV[at+1]), tonumber(ARGV[at+2]), tonumber(ARGV[at+3])
+      local tat = tonumber(redis.call('GET', c.key) or '0')
+      if tat < now then tat = now end
+      local nxt = tat + amount * interval
+      if nxt - now > window + 0.001 then
+        if amount * interval > window then failed = {0, i - 1, -1} else failed = {0, i - 1, math.ceil(nxt - now - window)} end
+      end
+      c.value = nxt
+    elseif c.kind == 'r' then
+      local maxIter, maxDur, maxRep, hash = tonumber(ARGV[at+1]), tonumber(ARGV[at+2]), tonumber(ARGV[at+3]), ARGV[at+4]
+      local tokens, maxTokens, usd, maxUsd = tonumber(ARGV[at+6]), tonumber(ARGV[at+7]), tonumber(ARGV[at+8]), tonumber(ARGV[at+9])
+      local st = redis.call('HMGET', c.key, 'n', 't', 'h', 'r', 'tk', 'us')
+      local iter = tonumber(st[1] or '0') + 1
+      local started = tonumber(st[2] or now)
+      local rep = 1
+      if hash ~= '' and st[3] == hash then rep = tonumber(st[4] or '0') + 1 end
+      local tk = tonumber(st[5] or '0') + tokens
+      local us = tonumber(st[6] or '0') + usd
+      local limit = nil
+      if maxIter > 0 and iter > maxIter then limit = 'iterations'
+      elseif maxDur > 0 and now - started > maxDur then limit = 'duration'
+      elseif maxRep > 0 and rep >= maxRep then limit = 'repeats'
+      elseif maxTokens > 0 and (tk - tokens >= maxTokens or tk > maxTokens) then limit = 'tokens'
+      elseif maxUsd > 0 and (us - usd >= maxUsd or us > maxUsd) then limit = 'usd' end
+      if limit then failed = {0, i - 1, -1, limit} end
+      c.value = {iter, started, hash, rep, tk, us, tonumber(ARGV[at+5])}
+    end
+  end
+  -- Budgets, optimistically.
+  local applied = {}
+  if not failed then
+    for i = 1, n do
+      local c = checks[i]
+      if c.kind == 'b' then
+        local amount, limit, ttl = tonumber(ARGV[c.at+1]), tonumber(ARGV[c.at+2]), ARGV[c.at+3]
+        local v = tonumber(redis.call('INCRBYFLOAT', c.key, amount))
+        local fresh = (v == amount) and redis.call('PTTL', c.key) == -1
+        if fresh then redis.call('PEXPIRE', c.key, ttl) end
+        applied[#applied + 1] = {c.key, amount, fresh}
+        if v > limit or v - amount >= limit then
+          local left = redis.call('PTTL', c.key)
+          if left < 0 then left = tonumber(ttl) end
+          failed = {0, i - 1, left}
+          break
+        end
+      end
+    end
+    if failed then
+      for _, b in ipairs(applied) do
+        if b[3] then redis.call('DEL', b[1]) else redis.call('INCRBYFLOAT', b[1], -b[2]) end
+      end
+    end
+  end
+  if failed then
+    results[r] = failed
+  else
+    local iterations = 0
+    for i = 1, n do
+      local c = checks[i]
+      if c.kind == 'g' then
+        redis.call('SET', c.key, c.value, 'PX', math.ceil(c.value - now) + 1000)
+      elseif c.kind == 'r' then
+        local v = c.value
+        redis.call('HSET', c.key, 'n', v[1], 't', v[2], 'h', v[3], 'r', v[4], 'tk', v[5], 'us', v[6])
+        redis.call('PEXPIRE', c.key, v[7])
+        iterations = v[1]
+      end
+    end
+    results[r] = {1, iterations}
+  end
+  k = k + n
+end
+return results
 `);
 
-interface PendingSettlement {
+interface Batch {
+  readonly now: number;
   readonly adjustments: Map<string, Adjustment>;
-  readonly waiters: Array<{ resolve(): void; reject(err: Error): void }>;
+  readonly settled: Array<{ resolve(): void; reject(err: Error): void }>;
+  readonly requests: Array<{ checks: readonly Check[]; resolve(result: ReserveResult): void; reject(err: Error): void }>;
 }
 
 export class RedisLimiterStore implements LimiterStore {
-  /** Settlements of the current event-loop turn, merged by key into one script call. */
-  private pending: PendingSettlement | null = null;
-  /** Reservations of the current event-loop turn, sent together. */
-  private reserving: {
-    readonly now: number;
-    readonly requests: Array<{ checks: readonly Check[]; resolve(result: ReserveResult): void; reject(err: Error): void }>;
-  } | null = null;
+  /** What this event-loop turn has to send: one script call at its end. */
+  private batch: Batch | null = null;
 
   constructor(private readonly client: RedisClient) {}
 
-  /**
-   * Reservations of one event-loop turn go to Redis in one script call: each is still checked and
-   * applied all-or-nothing, in arrival order, and each request still costs one round trip.
-   */
+  /** Reserves in this turn's call: one round trip for the request, shared with the others. */
   reserve(checks: readonly Check[], now: number): Promise<ReserveResult> {
-    let batch = this.reserving;
-    if (!batch) {
-      batch = this.reserving = { now, requests: [] };
-      setImmediate(() => this.sendReservations());
-    }
-    return new Promise((resolve, reject) => batch!.requests.push({ checks, resolve, reject }));
+    const batch = this.current(now);
+    return new Promise((resolve, reject) => batch.requests.push({ checks, resolve, reject }));
   }
 
-  private sendReservations(): void {
-    const batch = this.reserving!;
-    this.reserving = null;
+  /**
+   * Settles in this turn's call. Concurrent requests mostly correct the same keys (the agent's,
+   * the team's budget), so their deltas are summed per key.
+   */
+  settle(adjustments: readonly Adjustment[], now: number): Promise<void> {
+    if (!adjustments.length) return Promise.resolve();
+    const batch = this.current(now);
+    for (const a of adjustments) batch.adjustments.set(a.key, merge(batch.adjustments.get(a.key), a));
+    return new Promise((resolve, reject) => batch.settled.push({ resolve, reject }));
+  }
+
+  private current(now: number): Batch {
+    if (!this.batch) {
+      this.batch = { now, adjustments: new Map(), settled: [], requests: [] };
+      setImmediate(() => this.send());
+    }
+    return this.batch;
+  }
+
+  private send(): void {
+    const batch = this.batch!;
+    this.batch = null;
     const keys: string[] = [];
-    const args: Array<string | number> = [batch.now, batch.requests.length];
+    const adjusted: Array<string | number> = [];
+    let count = 0;
+    for (const a of batch.adjustments.values()) {
+      if (a.kind === 'r' ? a.tokens === 0 && a.usd === 0 : a.delta === 0) continue;
+      count++;
+      keys.push(a.key);
+      if (a.kind === 'b') adjusted.push('b', a.delta);
+      else if (a.kind === 'g') adjusted.push('g', a.delta, a.intervalMs);
+      else adjusted.push('r', a.tokens, a.usd);
+    }
+    const args: Array<string | number> = [batch.now, count, ...adjusted, batch.requests.length];
     for (const request of batch.requests) {
       args.push(request.checks.length);
       for (const c of request.checks) {
         keys.push(c.key);
         if (c.kind === 'b') args.push('b', c.amount, c.limit, Math.ceil(c.ttlMs));
         else if (c.kind === 'g') args.push('g', c.amount, c.intervalMs, c.windowMs);
-        else args.push('r', c.maxIterations, c.maxDurationMs, c.maxRepeats, c.hash, c.ttlMs);
+        else args.push('r', c.maxIterations, c.maxDurationMs, c.maxRepeats, c.hash, c.ttlMs, c.tokens, c.maxTokens, c.usd, c.maxUsd);
       }
     }
-    this.client.eval(RESERVE, keys, args).then(
-      (reply) => {
-        if (reply instanceof RedisReplyError) return batch.requests.forEach((r) => r.reject(reply));
-        const results = reply as number[][];
-        batch.requests.forEach((r, i) => {
-          const [ok, a, b] = results[i];
-          r.resolve(ok === 1 ? { ok: true, iterations: a } : { ok: false, index: a, retryAfterMs: b });
-        });
-      },
-      (err: Error) => batch.requests.forEach((r) => r.reject(err)),
-    );
-  }
-
-  /**
-   * Settlements are merged per event-loop turn: concurrent requests mostly correct the same keys
-   * (the agent's, the team's budget), so one script call with summed deltas replaces many.
-   */
-  settle(adjustments: readonly Adjustment[], now: number): Promise<void> {
-    if (!adjustments.length) return Promise.resolve();
-    let batch = this.pending;
-    if (!batch) {
-      batch = this.pending = { adjustments: new Map(), waiters: [] };
-      setImmediate(() => this.flush(now));
+    const fail = (err: Error) => {
+      for (const w of batch.settled) w.reject(err);
+      for (const r of batch.requests) r.reject(err);
+    };
+    if (!count && !batch.requests.length) {
+      for (const w of batch.settled) w.resolve();
+      return;
     }
-    for (const a of adjustments) {
-      const merged = batch.adjustments.get(a.key);
-      batch.adjustments.set(a.key, merged ? { ...a, delta: merged.delta + a.delta } : a);
-    }
-    return new Promise((resolve, reject) => batch!.waiters.push({ resolve, reject }));
-  }
-
-  private flush(now: number): void {
-    const batch = this.pending!;
-    this.pending = null;
-    const keys: string[] = [];
-    const args: Array<string | number> = [now];
-    for (const a of batch.adjustments.values()) {
-      if (a.delta === 0) continue;
-      keys.push(a.key);
-      if (a.kind === 'b') args.push('b', a.delta);
-      else args.push('g', a.delta, a.intervalMs);
-    }
-    const done = keys.length ? this.client.eval(SETTLE, keys, args) : Promise.resolve(1 as const);
-    done.then(
-      (reply) => {
-        if (reply instanceof RedisReplyError) for (const w of batch.waiters) w.reject(reply);
-        else for (const w of batch.waiters) w.resolve();
-      },
-      (err: Error) => {
-        for (const w of batch.waiters) w.reject(err);
-      },
-    );
+    this.client.eval(APPLY, keys, args).then((reply) => {
+      if (reply instanceof RedisReplyError) return fail(reply);
+      for (const w of batch.settled) w.resolve();
+      const results = reply as Array<[number, number, number?, RunLimit?]>;
+      batch.requests.forEach((r, i) => {
+        const [ok, a, b, run] = results[i];
+        r.resolve(ok === 1 ? { ok: true, iterations: a } : { ok: false, index: a, retryAfterMs: b!, run });
+      });
+    }, fail);
   }
 }

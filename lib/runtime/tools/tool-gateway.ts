@@ -21,6 +21,7 @@ import { AuditAttr, type AuditLog } from '../audit/audit-log';
 import { log } from '../log';
 import type { RuntimeMetrics } from '../metering/metrics';
 import type { SecretValue } from '../secrets';
+import type { HttpRequest, HttpResponse } from '../http/types';
 import type { RedisClient } from '../store/redis-client';
 import {
   MemoryApprovalStore,
@@ -130,7 +131,7 @@ export class ToolGateway {
    * path. On the admin listener (reachable from outside the pod) tools cannot be called, and
    * reading an approval needs the approvers' token too.
    */
-  route(req: http.IncomingMessage, res: http.ServerResponse, path: string, listener: Listener): boolean {
+  route(req: HttpRequest, res: HttpResponse, path: string, listener: Listener): boolean {
     let handler: (() => Promise<void>) | undefined;
     if (path === '/tools' || path.startsWith('/tools/')) {
       handler = () => this.toolCall(req, res, path, listener);
@@ -169,7 +170,7 @@ export class ToolGateway {
 
   // ---- POST /tools/{name} ---------------------------------------------------------------------
 
-  private async toolCall(req: http.IncomingMessage, res: http.ServerResponse, path: string, listener: Listener): Promise<void> {
+  private async toolCall(req: HttpRequest, res: HttpResponse, path: string, listener: Listener): Promise<void> {
     if (listener === 'admin') {
       req.resume();
       throw new HttpError(404, ToolErrorCode.notFound, 'tools are called on the proxy listener, not the admin listener');
@@ -216,7 +217,7 @@ export class ToolGateway {
   }
 
   /** Checks a call of a declared tool: method, shutdown, identity headers, body size and JSON. */
-  private async admit(req: http.IncomingMessage, tool: ToolConfig): Promise<{ args: string; meta: CallMeta }> {
+  private async admit(req: HttpRequest, tool: ToolConfig): Promise<{ args: string; meta: CallMeta }> {
     if (req.method !== 'POST') throw new HttpError(405, ToolErrorCode.methodNotAllowed, 'tools are called with POST', { allow: 'POST' });
     if (this.options.isDraining()) {
       throw new HttpError(503, ToolErrorCode.shuttingDown, 'the runtime is shutting down; retry', { 'retry-after': '1', connection: 'close' });
@@ -233,7 +234,7 @@ export class ToolGateway {
   }
 
   /** Holds a call for approval: 202 with its approval id (the same one for a retry with the same Idempotency-Key). */
-  private async hold(tool: ToolConfig, args: string, meta: CallMeta, res: http.ServerResponse): Promise<void> {
+  private async hold(tool: ToolConfig, args: string, meta: CallMeta, res: HttpResponse): Promise<void> {
     const now = Date.now();
     const id = callId(tool.name, meta);
     const bodyHash = sha256(args);
@@ -275,7 +276,7 @@ export class ToolGateway {
   }
 
   /** A tool without approval called with an Idempotency-Key: one execution, its result replayed. */
-  private async callIdempotent(tool: ToolConfig, args: string, meta: CallMeta, res: http.ServerResponse): Promise<void> {
+  private async callIdempotent(tool: ToolConfig, args: string, meta: CallMeta, res: HttpResponse): Promise<void> {
     const now = Date.now();
     const id = callId(tool.name, meta);
     const bodyHash = sha256(args);
@@ -320,7 +321,7 @@ export class ToolGateway {
 
   // ---- /approvals ------------------------------------------------------------------------------
 
-  private async listApprovals(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private async listApprovals(req: HttpRequest, res: HttpResponse): Promise<void> {
     req.resume();
     if (req.method !== 'GET') throw new HttpError(405, ToolErrorCode.methodNotAllowed, 'use GET /approvals?status=pending', { allow: 'GET' });
     this.authorize(req);
@@ -339,7 +340,7 @@ export class ToolGateway {
     sendJson(res, 200, { approvals: chosen.map(approvalView) });
   }
 
-  private async approval(req: http.IncomingMessage, res: http.ServerResponse, id: string, listener: Listener): Promise<void> {
+  private async approval(req: HttpRequest, res: HttpResponse, id: string, listener: Listener): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'POST') {
       req.resume();
       throw new HttpError(405, ToolErrorCode.methodNotAllowed, 'use GET or POST /approvals/{id}', { allow: 'GET, POST' });
@@ -356,7 +357,7 @@ export class ToolGateway {
     return this.approve(id, decision, res);
   }
 
-  private async deny(id: string, decision: Decision, res: http.ServerResponse): Promise<void> {
+  private async deny(id: string, decision: Decision, res: HttpResponse): Promise<void> {
     const now = Date.now();
     const moved = await this.storeCall(() => this.store.transition(id, ['pending'], 'denied', { decidedAt: now, reason: decision.reason, approver: decision.approver }, now));
     const record = this.known(id, moved.record);
@@ -371,7 +372,7 @@ export class ToolGateway {
     return sendConflict(res, record);
   }
 
-  private async approve(id: string, decision: Decision, res: http.ServerResponse): Promise<void> {
+  private async approve(id: string, decision: Decision, res: HttpResponse): Promise<void> {
     const now = Date.now();
     const moved = await this.storeCall(() => this.store.transition(id, ['pending'], 'approved', { decidedAt: now, reason: decision.reason, approver: decision.approver }, now));
     let record = this.known(id, moved.record);
@@ -553,10 +554,10 @@ export class ToolGateway {
 
   // ---- helpers ---------------------------------------------------------------------------------
 
-  private authorize(req: http.IncomingMessage): void {
+  private authorize(req: HttpRequest): void {
     const token = this.options.approvalToken;
     const header = req.headers.authorization;
-    const match = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    const match = typeof header === 'string' ? /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header) : null;
     // Digests of equal length, compared in constant time: neither the token nor its length leaks.
     if (token && match && timingSafeEqual(digest(match[1]), digest(token.value))) return;
     this.audit({
@@ -637,7 +638,7 @@ export class ToolGateway {
     this.options.metrics.toolCalls.child(tool, outcome).inc();
   }
 
-  private fail(res: http.ServerResponse, err: unknown): void {
+  private fail(res: HttpResponse, err: unknown): void {
     if (err instanceof HttpError) return sendError(res, err.status, err.code, err.message, err.headers);
     log.error('tool gateway failed', { error: (err as Error).stack ?? String(err) });
     sendError(res, 500, 'internal_error', 'the runtime failed to handle this call');
@@ -686,7 +687,7 @@ function callId(tool: string, meta: CallMeta): string {
   return sha256(`${tool}\u0000${meta.user ?? ''}\u0000${meta.idempotencyKey}`).slice(0, 32);
 }
 
-function singleHeader(req: http.IncomingMessage, name: string): string | undefined {
+function singleHeader(req: HttpRequest, name: string): string | undefined {
   const value = req.headers[name];
   if (Array.isArray(value)) throw new HttpError(400, ToolErrorCode.invalidRequest, `${name} was sent more than once; send it once`);
   if (value !== undefined && (value.length === 0 || value.length > MAX_ID_LENGTH)) {
@@ -695,7 +696,7 @@ function singleHeader(req: http.IncomingMessage, name: string): string | undefin
   return value;
 }
 
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: HttpRequest, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const tooLarge = () => {
       req.resume();
@@ -750,27 +751,27 @@ function errorBody(code: string, message: string): string {
   return JSON.stringify({ error: { message, type: code, code } });
 }
 
-function sendError(res: http.ServerResponse, status: number, code: string, message: string, headers?: http.OutgoingHttpHeaders): void {
+function sendError(res: HttpResponse, status: number, code: string, message: string, headers?: http.OutgoingHttpHeaders): void {
   if (res.headersSent) return void res.destroy();
   const body = errorBody(code, message);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-cdk-agents-error': code, ...headers });
   res.end(body);
 }
 
-function sendJson(res: http.ServerResponse, status: number, value: unknown, headers?: http.OutgoingHttpHeaders): void {
+function sendJson(res: HttpResponse, status: number, value: unknown, headers?: http.OutgoingHttpHeaders): void {
   const body = JSON.stringify(value);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
   res.end(body);
 }
 
-function sendResult(res: http.ServerResponse, result: ToolResult, headers?: http.OutgoingHttpHeaders): void {
+function sendResult(res: HttpResponse, result: ToolResult, headers?: http.OutgoingHttpHeaders): void {
   const extra: http.OutgoingHttpHeaders = { ...headers };
   if (result.outcome !== 'success' && result.status >= 500) extra['x-cdk-agents-tool-outcome'] = result.outcome;
   res.writeHead(result.status, { 'content-type': result.contentType, 'content-length': Buffer.byteLength(result.body), ...extra });
   res.end(result.body);
 }
 
-function sendConflict(res: http.ServerResponse, record: ApprovalRecord): void {
+function sendConflict(res: HttpResponse, record: ApprovalRecord): void {
   const code = record.status === 'expired' ? ToolErrorCode.approvalExpired : ToolErrorCode.approvalDecided;
   const message = record.status === 'expired' ? 'the call expired before it was approved; it will never run' : `the call was already decided (${record.status})`;
   sendJson(res, 409, { ...approvalView(record), error: { message, type: code, code } }, { 'x-cdk-agents-error': code });
