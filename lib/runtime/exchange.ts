@@ -14,6 +14,7 @@ import type { ApiShape } from '../spec/providers';
 import { costUsd, type TokenUsage } from '../spec/prices';
 import type { ApiDialect, StreamMeter } from './api/dialect';
 import { AuditAttr, type AuditDecision, type AuditLog } from './audit/audit-log';
+import { cacheable, cacheKey, type CachedAnswer, type ResponseCache } from './cache/response-cache';
 import type { InputGuard } from './guardrails/input-guard';
 import type { OutputGuard, StreamGuard } from './guardrails/output-guard';
 import type { GuardDecision } from './guardrails/types';
@@ -42,6 +43,7 @@ export interface ExchangeContext {
   readonly audit: AuditLog;
   readonly inputGuard: InputGuard;
   readonly outputGuard: OutputGuard;
+  readonly cache: ResponseCache | null;
 }
 
 const enum Phase {
@@ -60,6 +62,7 @@ export const ErrorCode = {
   requestTooLarge: 'request_too_large',
   modelNotPriced: 'model_not_priced',
   guardrailBlocked: 'guardrail_blocked',
+  unauthenticated: 'unauthenticated',
   internal: 'internal_error',
 } as const;
 
@@ -70,6 +73,8 @@ const DECISION_OF: Record<GuardDecision['action'], AuditDecision> = { block: 'de
 const MAX_ERROR_BODY = 64 * 1024;
 const CLIENT_CLOSED = 499;
 const NO_MODEL = 'none';
+/** The provider label of answers served from the response cache. */
+const CACHE_PROVIDER = 'cache';
 
 /** A parsed LLM request (chat completion or message). */
 export interface LlmRequest {
@@ -77,8 +82,6 @@ export interface LlmRequest {
   readonly raw: Buffer;
   readonly model: string;
   readonly stream: boolean;
-  /** Who is asking: x-agent-user and x-agent-run-id. */
-  readonly identity: Identity;
   /** Estimated prompt tokens (estimateInputTokens). */
   readonly promptTokens: number;
 }
@@ -121,6 +124,11 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   private ttftObserved = false;
   private servedModel: string | undefined;
   private reservation: Reservation | null = null;
+  /** Set when the answer may be cached (or came from the cache). */
+  private cacheKey: string | null = null;
+  private cacheHit = false;
+  /** What the client was sent, kept for the cache. */
+  private sent: Buffer[] | null = null;
   private streamGuard: StreamGuard | null = null;
   /** The provider's whole answer (before any redaction): what usage is read from. */
   private answer: Buffer | null = null;
@@ -144,6 +152,8 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     private readonly dialect: ApiDialect,
     private readonly req: HttpRequest,
     private readonly res: HttpResponse,
+    /** Who is asking: the agent, and x-agent-user and x-agent-run-id. */
+    private readonly identity: Identity,
     /** The parsed request for LLM endpoints; undefined for pass-through paths. */
     private readonly llm: LlmRequest | undefined,
     private readonly passthroughBody: Buffer | null = null,
@@ -159,7 +169,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
 
   start(): void {
     this.ctx.inFlight.add(this);
-    this.ctx.metrics.inFlightOf(this.ctx.agent).value++;
+    this.ctx.metrics.inFlightOf(this.identity.agent).value++;
     this.res.on('close', () => this.onClientClose());
     const llm = this.llm;
     if (llm) {
@@ -169,9 +179,45 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
         return this.reject(400, ErrorCode.guardrailBlocked, `blocked by guardrail ${verdict.blocked.rule}: ${verdict.blocked.reason}`);
       }
     }
+    this.reserve();
+  }
+
+  /**
+   * After admission: a cached answer when there is one. Budgets, rate limits and loop guards
+   * come first, so a hit counts as a request and an iteration of its run (an agent stuck
+   * repeating itself is stopped even when every answer comes from the cache) but costs nothing.
+   */
+  private lookUpCache(): void {
+    const llm = this.llm;
+    const cache = this.ctx.cache;
+    if (!llm || !cache || !cacheable(this.ctx.config.cache!, llm.body, llm.stream)) return this.nextAttempt();
+    this.cacheKey = cacheKey(this.identity.agent, pathOnly(this.req.url ?? '/'), llm.body);
+    const hit = cache.get(this.cacheKey);
+    if (!(hit instanceof Promise)) return this.fromCache(hit);
+    hit.then((answer) => this.fromCache(answer));
+  }
+
+  /** A cached answer if there is one; otherwise on to the provider. */
+  private fromCache(answer: CachedAnswer | null): void {
+    if (this.finished) return;
+    const meters = this.ctx.metrics.cacheRequests;
+    if (!answer) {
+      meters.child(this.identity.agent, this.llm!.model, 'miss').inc();
+      return this.nextAttempt();
+    }
+    meters.child(this.identity.agent, this.llm!.model, 'hit').inc();
+    this.cacheHit = true;
+    this.committed = true;
+    this.res.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': answer.body.length, 'x-cdk-agents-cache': 'hit' });
+    this.res.end(answer.body);
+    this.complete(answer.status);
+  }
+
+  private reserve(): void {
+    const llm = this.llm;
     const policy = this.ctx.policy;
-    if (!llm || (policy.idle && llm.identity.run === undefined)) return this.nextAttempt();
-    const admission = policy.reserve(llm.identity, this.maximumCost(llm), () => lastTurnHash(llm.body));
+    if (!llm || (policy.idle && this.identity.run === undefined)) return this.lookUpCache();
+    const admission = policy.reserve(this.identity, this.maximumCost(llm), () => lastTurnHash(llm.body));
     if (!(admission instanceof Promise)) return this.admitted(admission);
     admission.then(
       (result) => this.admitted(result),
@@ -219,8 +265,8 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
         [AuditAttr.reason]: admission.degraded === 'local' ? 'budget store unreachable: limits enforced per process' : 'budget store unreachable: limits not enforced (fail-open)',
       });
     }
-    if (admission.iterations) this.ctx.metrics.runIterations.child(this.ctx.agent).observe(admission.iterations);
-    this.nextAttempt();
+    if (admission.iterations) this.ctx.metrics.runIterations.child(this.identity.agent).observe(admission.iterations);
+    this.lookUpCache();
   }
 
   // ---- provider choice and failover ----------------------------------------------------------
@@ -298,15 +344,12 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.streaming = false;
     const model = this.llm ? provider.upstreamModel(this.llm.model) : undefined;
     this.servedModel = model;
-    this.call = provider.pool.request(
-      {
-        method: this.req.method ?? 'GET',
-        path: provider.upstreamPath(this.req.url ?? '/', model),
-        headerLines: this.forwarded.lines + provider.headerLines(this.forwarded.credentialLines, this.forwarded.names),
-        body: this.llm ? this.bodyFor(model!) : this.passthroughBody,
-      },
-      this,
-    );
+    const method = this.req.method ?? 'GET';
+    const path = provider.upstreamPath(this.req.url ?? '/', model);
+    const body = this.llm ? this.bodyFor(model!) : this.passthroughBody;
+    let headerLines = this.forwarded.lines + provider.headerLines(this.forwarded.credentialLines, this.forwarded.names);
+    if (provider.signs) headerLines += provider.signatureLines(method, path, this.identity, body);
+    this.call = provider.pool.request({ method, path, headerLines, body }, this);
     this.phase = Phase.AwaitingFirstByte;
     this.phaseSince = performance.now();
   }
@@ -349,7 +392,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   onHead(status: number, headers: ResponseHeaders): void {
     this.status = status;
     this.headers = headers;
-    if (status === 429 || status >= 500) {
+    if ((status === 429 || status >= 500) && !(this.provider!.signs && isPolicyAnswer(headers))) {
       this.errorBody = [];
       return;
     }
@@ -428,6 +471,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     }
     this.committed = true;
     this.res.end(body);
+    if (this.cacheKey) this.sent = [body];
     this.complete(this.status);
   }
 
@@ -489,6 +533,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     const data = out.length === 1 ? out[0] : Buffer.concat(out);
     if (this.streamed) this.streamed.update(data);
     else this.capturedStream?.push(data);
+    if (this.cacheKey) (this.sent ??= []).push(data);
     this.res.write(data);
   }
 
@@ -622,7 +667,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
 
   private metersFor(): RequestMeters {
     const model = this.servedModel ?? this.llm?.model ?? NO_MODEL;
-    return this.ctx.metrics.for(this.ctx.agent, this.provider?.name ?? NO_MODEL, model);
+    return this.ctx.metrics.for(this.identity.agent, this.cacheHit ? CACHE_PROVIDER : (this.provider?.name ?? NO_MODEL), model);
   }
 
   /** Meters, settles and audits the request once, whatever ended it. */
@@ -632,7 +677,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.phase = Phase.None;
     if (this.backoff) clearTimeout(this.backoff);
     this.ctx.inFlight.delete(this);
-    this.ctx.metrics.inFlightOf(this.ctx.agent).value--;
+    this.ctx.metrics.inFlightOf(this.identity.agent).value--;
 
     const meters = this.metersFor();
     meters.request(code).inc();
@@ -652,6 +697,14 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
       this.reservation = null;
     }
     this.recordRequest(code, usage, cost);
+    this.store(code, usage);
+  }
+
+  /** Keeps a complete, successful answer in the cache (never a cut stream or a guarded refusal). */
+  private store(code: number, usage: (TokenUsage & { estimated: boolean }) | null): void {
+    if (!this.cacheKey || this.cacheHit || code !== 200 || this.status !== 200 || !this.sent || usage?.estimated) return;
+    const type = this.headers?.['content-type'];
+    this.ctx.cache!.set(this.cacheKey, { status: 200, contentType: typeof type === 'string' ? type : 'application/json', body: Buffer.concat(this.sent) });
   }
 
   // ---- decisions and audit --------------------------------------------------------------------
@@ -682,8 +735,13 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   }
 
   private identityFields(): Record<string, unknown> {
-    const identity = this.llm?.identity;
-    return { [AuditAttr.user]: identity?.user, [AuditAttr.run]: identity?.run, [AuditAttr.requestModel]: this.llm?.model };
+    const identity = this.identity;
+    return {
+      [AuditAttr.caller]: this.ctx.config.mode === 'gateway' ? identity.agent : undefined,
+      [AuditAttr.user]: identity.user,
+      [AuditAttr.run]: identity.run,
+      [AuditAttr.requestModel]: this.llm?.model,
+    };
   }
 
   /**
@@ -694,13 +752,15 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     const audit = this.ctx.audit;
     const llm = this.llm;
     let m = llm ? '"kind":"llm.request","gen_ai.operation.name":"chat"' : '"kind":"http.request"';
-    const identity = llm?.identity;
-    if (identity?.user !== undefined) m += `,"${AuditAttr.user}":${JSON.stringify(identity.user)}`;
-    if (identity?.run !== undefined) m += `,"${AuditAttr.run}":${JSON.stringify(identity.run)}`;
+    const identity = this.identity;
+    if (this.ctx.config.mode === 'gateway') m += `,"${AuditAttr.caller}":${JSON.stringify(identity.agent)}`;
+    if (identity.user !== undefined) m += `,"${AuditAttr.user}":${JSON.stringify(identity.user)}`;
+    if (identity.run !== undefined) m += `,"${AuditAttr.run}":${JSON.stringify(identity.run)}`;
     if (llm) m += `,"${AuditAttr.requestModel}":${JSON.stringify(llm.model)},"stream":${llm.stream}`;
     else m += `,"http.request.method":${JSON.stringify(this.req.method)},"url.path":${JSON.stringify(this.req.url)}`;
     if (this.provider) m += `,"${AuditAttr.provider}":${JSON.stringify(this.provider.name)}`;
     if (this.servedModel !== undefined) m += `,"${AuditAttr.responseModel}":${JSON.stringify(this.servedModel)}`;
+    if (this.cacheHit) m += ',"cache":"hit"';
     m += `,"attempts":${this.attempts},"${AuditAttr.status}":${code},"${AuditAttr.latencyMs}":${Math.round(performance.now() - this.startedAt)}`;
     m += `,"${AuditAttr.decision}":"${this.decision}"`;
     if (this.decisionRule !== undefined) m += `,"${AuditAttr.rule}":${JSON.stringify(this.decisionRule)},"${AuditAttr.reason}":${JSON.stringify(this.decisionReason)}`;
@@ -760,6 +820,11 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   }
 }
 
+function pathOnly(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
 /**
  * The stuck-loop detector's fingerprint of a request: its model and newest message (an agent
  * stuck in a loop sends the same new turn again and again, whatever the history before it).
@@ -767,6 +832,14 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
 function lastTurnHash(body: Record<string, unknown>): string {
   const messages = body.messages as unknown[];
   return hashOnce('sha1', `${String(body.model)}\u0000${JSON.stringify(messages[messages.length - 1])}`, 'base64');
+}
+
+/** Codes a gateway answers with on its own: decisions to pass to the agent, not provider failures. */
+const POLICY_CODES = new Set(['budget_exceeded', 'rate_limited', 'loop_detected', 'budget_store_unavailable', 'guardrail_blocked', 'unauthenticated']);
+
+function isPolicyAnswer(headers: ResponseHeaders): boolean {
+  const code = headers['x-cdk-agents-error'];
+  return typeof code === 'string' && POLICY_CODES.has(code);
 }
 
 /** The message of a provider's JSON error body, or its first bytes. */

@@ -4,8 +4,8 @@
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConfigValidationError, formatPath, type ConfigIssue, type SidecarConfig } from '../spec/config';
-import type { ApiShape } from '../spec/providers';
+import { ConfigValidationError, formatPath, type ConfigIssue, type SecretRef, type SidecarConfig } from '../spec/config';
+import { speaksNatively, type ApiShape } from '../spec/providers';
 import { AuditLog } from './audit/audit-log';
 import type { Exchange } from './exchange';
 import { InFlightList } from './in-flight';
@@ -16,11 +16,13 @@ import { SecretValue } from './secrets';
 import { InputGuard } from './guardrails/input-guard';
 import { FrontServer } from './http/front-server';
 import { OutputGuard } from './guardrails/output-guard';
+import { MemoryResponseCache, RedisResponseCache, type ResponseCache } from './cache/response-cache';
 import { PolicyEngine } from './policy/policy-engine';
 import { adminHandler, proxyHandler, type ServerContext } from './server';
 import { parseRedisUrl, RedisClient } from './store/redis-client';
 import { ToolGateway } from './tools/tool-gateway';
 import { UpstreamProvider } from './upstream/provider';
+import { SignatureVerifier, type GatewayAgent } from './upstream/signing';
 
 const STORE_WAIT_MS = 3_000;
 
@@ -39,6 +41,8 @@ export class Runtime implements ServerContext {
   readonly redis: RedisClient | null;
   readonly audit: AuditLog;
   readonly tools: ToolGateway;
+  readonly verifier: SignatureVerifier | null;
+  readonly cache: ResponseCache | null;
   draining = false;
   ready = false;
   private proxy: FrontServer | undefined;
@@ -51,20 +55,20 @@ export class Runtime implements ServerContext {
    */
   static create(config: SidecarConfig, env: NodeJS.ProcessEnv = process.env): Runtime {
     const issues: ConfigIssue[] = [];
-    const keys = config.providers.map((p, i) => {
-      if (!p.apiKey) return undefined;
-      const resolved = SecretValue.resolve(p.apiKey, formatPath(['providers', i, 'apiKey']), env);
+    const secret = (ref: SecretRef | undefined, path: PropertyKey[]): SecretValue | undefined => {
+      if (!ref) return undefined;
+      const resolved = SecretValue.resolve(ref, formatPath(path), env);
       if (resolved instanceof SecretValue) return resolved;
       issues.push(resolved);
       return undefined;
-    });
+    };
+    // A provider's key is its API key, or for a gateway the key the sidecar signs with.
+    const keys = config.providers.map((p, i) =>
+      p.signingKey ? secret(p.signingKey, ['providers', i, 'signingKey']) : secret(p.apiKey, ['providers', i, 'apiKey']),
+    );
+    const gatewayAgents = (config.gateway?.agents ?? []).map((a, i) => ({ name: a.name, team: a.team, key: secret(a.signingKey, ['gateway', 'agents', i, 'signingKey'])! }));
     const store = config.store;
-    let redisPassword: SecretValue | undefined;
-    if (store.type === 'redis' && store.password) {
-      const resolved = SecretValue.resolve(store.password, 'store.password', env);
-      if (resolved instanceof SecretValue) redisPassword = resolved;
-      else issues.push(resolved);
-    }
+    const redisPassword = store.type === 'redis' ? secret(store.password, ['store', 'password']) : undefined;
     let redisCa: string | undefined;
     if (store.type === 'redis' && store.tls?.caFile) {
       try {
@@ -73,29 +77,26 @@ export class Runtime implements ServerContext {
         issues.push({ path: 'store.tls.caFile', message: `cannot read ${store.tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
       }
     }
-    let approvalToken: SecretValue | undefined;
-    if (config.approvals) {
-      const resolved = SecretValue.resolve(config.approvals.token, 'approvals.token', env);
-      if (resolved instanceof SecretValue) approvalToken = resolved;
-      else issues.push(resolved);
-    }
+    const approvalToken = config.approvals ? secret(config.approvals.token, ['approvals', 'token']) : undefined;
     if (issues.length) throw new ConfigValidationError(issues);
-    return new Runtime(config, keys, { password: redisPassword, ca: redisCa }, approvalToken);
+    return new Runtime(config, keys, { password: redisPassword, ca: redisCa }, approvalToken, gatewayAgents);
   }
 
   private constructor(
     readonly config: SidecarConfig,
     keys: Array<SecretValue | undefined>,
     redisSecrets: { password?: SecretValue; ca?: string },
-    approvalToken?: SecretValue,
+    approvalToken: SecretValue | undefined,
+    gatewayAgents: GatewayAgent[],
   ) {
     this.agent = config.agent?.name ?? 'gateway';
     this.prices = new PriceBook(config.prices);
     const all = config.providers.map((p, i) => new UpstreamProvider(p, config, keys[i]));
     this.providers = {
-      openai: all.filter((p) => p.shape === 'openai'),
-      anthropic: all.filter((p) => p.shape === 'anthropic'),
+      openai: all.filter((p) => speaksNatively(p.type, 'openai')),
+      anthropic: all.filter((p) => speaksNatively(p.type, 'anthropic')),
     };
+    this.verifier = config.gateway ? new SignatureVerifier(gatewayAgents, config.gateway.maxClockSkewMs) : null;
     this.metrics = new RuntimeMetrics(config.limits.maxModelLabels, { version: RUNTIME_VERSION, mode: config.mode }, () => {
       const now = Date.now();
       return all.map((p) => ({ provider: p.name, open: p.health.isOpen(now) }));
@@ -105,7 +106,12 @@ export class Runtime implements ServerContext {
       const redis = this.redis;
       this.metrics.watchStore(() => redis.isUp);
     }
-    this.policy = new PolicyEngine(config, this.agent, this.metrics, this.redis);
+    this.policy = new PolicyEngine(config, this.metrics, this.redis);
+    this.cache = !config.cache
+      ? null
+      : this.redis && config.store.type === 'redis'
+        ? new RedisResponseCache(config.cache, this.redis, config.store.keyPrefix)
+        : new MemoryResponseCache(config.cache);
     this.inputGuard = new InputGuard(config.guardrails);
     this.outputGuard = new OutputGuard(config.guardrails);
     this.audit = new AuditLog({ agent: this.agent, mode: config.mode, file: config.audit.file, captureContent: config.audit.captureContent });
@@ -168,6 +174,7 @@ export class Runtime implements ServerContext {
     this.admin?.closeAllConnections();
     for (const p of [...this.providers.openai, ...this.providers.anthropic]) p.close();
     this.policy.close();
+    this.verifier?.close();
     this.tools.close();
     this.redis?.close();
     this.audit.record({ kind: 'stop' });

@@ -12,10 +12,13 @@ import { estimateInputTokens } from './metering/estimate';
 import type { Identity } from './policy/policy-engine';
 import type { HttpRequest, HttpResponse } from './http/types';
 import type { ToolGateway } from './tools/tool-gateway';
+import type { SignatureVerifier } from './upstream/signing';
 
 /** What the front needs beyond an exchange's context. */
 export interface ServerContext extends ExchangeContext {
   readonly ready: boolean;
+  /** In gateway mode: checks the calling agents' signatures. */
+  readonly verifier: SignatureVerifier | null;
   readonly audit: AuditLog;
   /** Serves /tools/{name} and /approvals on both listeners. */
   readonly tools: ToolGateway;
@@ -57,17 +60,26 @@ export function adminRoute(ctx: ServerContext, path: string, res: HttpResponse):
 
 const MAX_ID_LENGTH = 256;
 
-/** x-agent-user and x-agent-run-id, or a message naming the header that is unusable. */
-function identityOf(req: HttpRequest): Identity | string {
+/**
+ * Who is asking, or why that cannot be told (an error for the client; `status` 401 when a
+ * gateway's caller is not authenticated). A sidecar serves its own agent and takes x-agent-user
+ * and x-agent-run-id from it; a gateway trusts only what a connected agent's sidecar signed.
+ */
+function identityOf(ctx: ServerContext, req: HttpRequest, path: string, body: Buffer | null): Identity | { status: number; code: string; message: string } {
+  if (ctx.verifier) {
+    const verdict = ctx.verifier.verify(req.headers, req.method ?? 'GET', req.url ?? path, body);
+    if (!verdict.ok) return { status: 401, code: ErrorCode.unauthenticated, message: `unauthenticated: ${verdict.reason}` };
+    return { agent: verdict.agent.name, team: verdict.agent.team, user: verdict.user, run: verdict.run };
+  }
   const user = req.headers['x-agent-user'];
   const run = req.headers['x-agent-run-id'];
   for (const [name, value] of [['x-agent-user', user], ['x-agent-run-id', run]] as const) {
-    if (Array.isArray(value)) return `${name} was sent more than once; send it once`;
+    if (Array.isArray(value)) return { status: 400, code: ErrorCode.invalidRequest, message: `${name} was sent more than once; send it once` };
     if (value !== undefined && (value.length === 0 || value.length > MAX_ID_LENGTH)) {
-      return `${name} must be 1 to ${MAX_ID_LENGTH} characters`;
+      return { status: 400, code: ErrorCode.invalidRequest, message: `${name} must be 1 to ${MAX_ID_LENGTH} characters` };
     }
   }
-  return { user: user as string | undefined, run: run as string | undefined };
+  return { agent: ctx.agent, team: ctx.config.agent?.team, user: user as string | undefined, run: run as string | undefined };
 }
 
 /** The API shape of a pass-through request: Anthropic clients send anthropic-version or x-api-key. */
@@ -97,8 +109,10 @@ export function proxyHandler(ctx: ServerContext): (req: HttpRequest, res: HttpRe
     const llmDialect = req.method === 'POST' ? ROUTES[path] : undefined;
     const dialect = llmDialect ?? dialectFor(req);
     readBody(ctx, dialect, req, res, (raw) => {
+      const identity = identityOf(ctx, req, path, raw);
+      if (!('agent' in identity)) return rejectEarly(ctx, dialect, res, identity.status, identity.code, identity.message);
       if (!llmDialect) {
-        new Exchange(ctx, dialect, req, res, undefined, raw).start();
+        new Exchange(ctx, dialect, req, res, identity, undefined, raw).start();
         return;
       }
       let body: unknown;
@@ -117,10 +131,8 @@ export function proxyHandler(ctx: ServerContext): (req: HttpRequest, res: HttpRe
       if (ctx.config.unpricedModels === 'reject' && !ctx.prices.lookup(model)) {
         return rejectEarly(ctx, dialect, res, 400, ErrorCode.modelNotPriced, `model ${JSON.stringify(model)} has no price in this deployment's price table; add it to the config's prices`, 'model');
       }
-      const identity = identityOf(req);
-      if (typeof identity === 'string') return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, identity);
       const promptTokens = estimateInputTokens(obj);
-      new Exchange(ctx, dialect, req, res, { body: obj, raw, model, stream: obj.stream === true, identity, promptTokens }).start();
+      new Exchange(ctx, dialect, req, res, identity, { body: obj, raw, model, stream: obj.stream === true, promptTokens }).start();
     });
   };
 }

@@ -76,6 +76,17 @@ export const ProviderSchema = z
       .record(z.string().regex(HEADER_NAME_PATTERN, { error: 'must be an HTTP header name' }), z.string().regex(/^[^\r\n]*$/))
       .optional()
       .describe('Extra static headers sent to this provider (not secrets: use apiKey).'),
+    fallbackModel: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'The model this provider serves requests of the other API shape with (an OpenAI request failing over to Anthropic, ' +
+          'or the reverse) when modelMap names none. Without either, it takes only requests of its own shape.',
+      ),
+    signingKey: SecretRefSchema.optional().describe(
+      'cdk-agents-gateway: the key this sidecar signs its identity with (HMAC-SHA256); the gateway holds the same key for this agent.',
+    ),
   })
   // Runs even when fields failed to parse (one run reports every problem): the input is unchecked here.
   .superRefine(
@@ -85,6 +96,16 @@ export const ProviderSchema = z
       if (!(PROVIDER_TYPES as readonly unknown[]).includes(type)) return;
       if (provider.baseUrl === undefined && !DEFAULT_BASE_URLS[type]) {
         ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: `is required for type ${type}` });
+      }
+      if (type === 'cdk-agents-gateway') {
+        if (provider.signingKey === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['signingKey'], message: 'is required for type cdk-agents-gateway (the gateway rejects unsigned requests)' });
+        }
+        if (provider.apiKey !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['apiKey'], message: 'does not apply to a gateway: provider keys live in the gateway; remove it' });
+        }
+      } else if (provider.signingKey !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['signingKey'], message: 'only applies to type cdk-agents-gateway; remove it' });
       }
       if (type !== 'azure-openai') {
         for (const field of ['apiVersion', 'deployments'] as const) {
@@ -223,6 +244,32 @@ export const SidecarConfigSchema = z
       .optional()
       .describe('Required when a tool requiresApproval.'),
     audit: AuditSchema.prefault({}),
+    gateway: z
+      .strictObject({
+        agents: z
+          .array(
+            z.strictObject({
+              name: name().describe('The agent, as its sidecar names itself.'),
+              team: name().optional().describe('Its team, a budget scope.'),
+              signingKey: SecretRefSchema.describe('The key its sidecar signs with.'),
+            }),
+          )
+          .min(1, { error: 'must list at least one agent (gateway.connect(agent) adds them)' })
+          .describe('The agents allowed to call this gateway.'),
+        maxClockSkewMs: positiveMs.default(60_000).describe('Signed requests older or newer than this are refused (replays).'),
+      })
+      .optional()
+      .describe('Gateway mode: who may call, verified by signature. Required in gateway mode.'),
+    cache: z
+      .strictObject({
+        ttlMs: positiveMs.default(300_000),
+        maxEntries: z.number().int().positive().default(10_000).describe('In memory: the least recently used go first.'),
+        maxBytes: z.number().int().positive().default(1_048_576).describe('Answers larger than this are not cached.'),
+        sampled: z.boolean().default(false).describe('Also cache requests that are not deterministic (temperature other than 0).'),
+        streams: z.boolean().default(false).describe('Also cache streamed answers (replayed whole).'),
+      })
+      .optional()
+      .describe('Response cache for deterministic requests, keyed by the normalized request and the agent; in Redis when the store is Redis.'),
   })
   // Runs even when fields failed to parse, so one run reports every problem: the input is unchecked here.
   .superRefine(
@@ -230,6 +277,16 @@ export const SidecarConfigSchema = z
       const raw = config as { mode?: unknown; agent?: unknown; providers?: unknown };
       if ((raw.mode === undefined || raw.mode === 'sidecar') && raw.agent === undefined) {
         ctx.addIssue({ code: 'custom', path: ['agent'], message: 'is required in sidecar mode ({"name": "my-agent"})' });
+      }
+      const gateway = (config as { gateway?: unknown }).gateway;
+      if (raw.mode === 'gateway' && gateway === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['gateway'], message: 'is required in gateway mode: the agents allowed to call and their signing keys' });
+      }
+      if (raw.mode !== 'gateway' && gateway !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['gateway'], message: 'only applies in gateway mode; set mode: "gateway" or remove it' });
+      }
+      if (raw.mode === 'gateway' && Array.isArray(raw.providers) && raw.providers.some((p: { type?: unknown } | null) => p?.type === 'cdk-agents-gateway')) {
+        ctx.addIssue({ code: 'custom', path: ['providers'], message: 'a gateway cannot use another gateway as a provider' });
       }
       checkPolicyReferences(config as Record<string, unknown>, ctx);
       if (!Array.isArray(raw.providers)) return;

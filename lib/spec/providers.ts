@@ -5,12 +5,20 @@
 /** The two wire APIs the runtime proxies and meters. */
 export type ApiShape = 'openai' | 'anthropic';
 
-export const PROVIDER_TYPES = ['openai', 'anthropic', 'azure-openai', 'openai-compatible'] as const;
+export const PROVIDER_TYPES = ['openai', 'anthropic', 'azure-openai', 'openai-compatible', 'cdk-agents-gateway'] as const;
 export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
-/** The API shape a provider type speaks. */
+/**
+ * The API shape a provider type speaks natively. A cdk-agents gateway speaks both (it answers
+ * each request in the shape it was sent in); 'openai' stands for it here.
+ */
 export function apiShapeOf(type: ProviderType): ApiShape {
   return type === 'anthropic' ? 'anthropic' : 'openai';
+}
+
+/** Whether a provider type takes requests of an API shape as they are (no translation). */
+export function speaksNatively(type: ProviderType, shape: ApiShape): boolean {
+  return type === 'cdk-agents-gateway' || apiShapeOf(type) === shape;
 }
 
 /**
@@ -28,4 +36,5 @@ export const CONVENTIONAL_KEY_ENV: Record<ProviderType, string> = {
   'anthropic': 'ANTHROPIC_API_KEY',
   'azure-openai': 'AZURE_OPENAI_API_KEY',
   'openai-compatible': 'OPENAI_COMPATIBLE_API_KEY',
+  'cdk-agents-gateway': 'CDK_AGENTS_GATEWAY_KEY',
 };

@@ -52,6 +52,9 @@ const DEFAULTS = {
 const LITERAL_SECRET = 'must be a reference {"env": "NAME"} or {"file": "/path"}, never a literal secret';
 const UNKNOWN_FIELD = 'unknown field; check its spelling against sidecar-config.schema.json';
 
+/** The gateway section gateway mode requires. */
+const GATEWAY = { agents: [{ name: 'support', signingKey: { file: '/var/run/cdk-agents/agents/support' } }] };
+
 const byPath = (issues: readonly ConfigIssue[]) => [...issues].sort((a, b) => (a.path + a.message).localeCompare(b.path + b.message));
 
 describe('defaults', () => {
@@ -70,6 +73,7 @@ describe('defaults', () => {
     const config = parseSidecarConfig({
       version: 1,
       mode: 'gateway',
+      gateway: GATEWAY,
       providers: [{ name: 'anthropic', type: 'anthropic', apiKey: { file: '/var/run/secrets/anthropic' } }],
       timeouts: { idleMs: 5_000 },
       retry: { maxAttempts: 1 },
@@ -190,6 +194,7 @@ describe('problems are all reported at once, each by its path', () => {
     const { issues } = validateSidecarConfig({
       version: 2,
       mode: 'gateway',
+      gateway: GATEWAY,
       providers: [{ name: 'Open_AI', type: 'openai', headers: { 'x-ok': 'a\r\nb' } }, { name: 'x', type: 'bedrock' }],
       timeouts: { requestHeadersMs: 40_000, requestBodyMs: 30_000, connectMs: 0 },
       retry: { maxAttempts: 11 },
@@ -216,7 +221,7 @@ describe('problems are all reported at once, each by its path', () => {
   });
 
   test('no providers, and not an object at all', () => {
-    expect(validateSidecarConfig({ version: 1, mode: 'gateway', providers: [] }).issues).toEqual([
+    expect(validateSidecarConfig({ version: 1, mode: 'gateway', gateway: GATEWAY, providers: [] }).issues).toEqual([
       { path: 'providers', message: 'must list at least one provider' },
     ]);
     const { issues } = validateSidecarConfig(null);
@@ -226,7 +231,7 @@ describe('problems are all reported at once, each by its path', () => {
   });
 
   test('gateway mode needs no agent; sidecar mode (the default) does', () => {
-    expect(validateSidecarConfig({ version: 1, mode: 'gateway', providers: [{ name: 'a', type: 'anthropic' }] }).issues).toEqual([]);
+    expect(validateSidecarConfig({ version: 1, mode: 'gateway', gateway: GATEWAY, providers: [{ name: 'a', type: 'anthropic' }] }).issues).toEqual([]);
     expect(validateSidecarConfig({ version: 1, providers: [{ name: 'a', type: 'anthropic' }] }).issues).toEqual([
       { path: 'agent', message: 'is required in sidecar mode ({"name": "my-agent"})' },
     ]);
@@ -234,7 +239,7 @@ describe('problems are all reported at once, each by its path', () => {
 
   test('azure-openai: deployments need apiVersion; apiVersion alone is fine', () => {
     const azure = (extra: object) =>
-      validateSidecarConfig({ version: 1, mode: 'gateway', providers: [{ name: 'az', type: 'azure-openai', baseUrl: 'https://r.openai.azure.com', ...extra }] }).issues;
+      validateSidecarConfig({ version: 1, mode: 'gateway', gateway: GATEWAY, providers: [{ name: 'az', type: 'azure-openai', baseUrl: 'https://r.openai.azure.com', ...extra }] }).issues;
     expect(azure({})).toEqual([]);
     expect(azure({ apiVersion: '2024-10-21' })).toEqual([]);
     expect(azure({ apiVersion: '2024-10-21', deployments: { 'gpt-4o': 'prod' } })).toEqual([]);
@@ -339,8 +344,9 @@ const configArb: fc.Arbitrary<SidecarConfigInput> = fc
   )
   .map((parts) => {
     const config = { version: 1 as const, ...parts } as SidecarConfigInput & { agent?: unknown };
-    // Sidecar mode (explicit or by default) needs its agent.
+    // Sidecar mode (explicit or by default) needs its agent; gateway mode, the agents it serves.
     if ((config.mode ?? 'sidecar') === 'sidecar' && !config.agent) config.agent = { name: 'agent' };
+    if (config.mode === 'gateway') (config as SidecarConfigInput).gateway = GATEWAY;
     return config as SidecarConfigInput;
   });
 
@@ -427,7 +433,7 @@ describe('dist/sidecar-config.schema.json', () => {
     const items = schema.properties.providers.items;
     expect(Object.keys(items.properties).sort()).toEqual(Object.keys(ProviderSchema.shape).sort());
     expect(items.required).toEqual(expect.arrayContaining(['name', 'type']));
-    expect(items.properties.type.enum).toEqual(['openai', 'anthropic', 'azure-openai', 'openai-compatible']);
+    expect(items.properties.type.enum).toEqual(['openai', 'anthropic', 'azure-openai', 'openai-compatible', 'cdk-agents-gateway']);
     expect(items.additionalProperties).toBe(false);
   });
 

@@ -39,6 +39,8 @@ export const AuditAttr = {
   /** What the record is: start, stop, llm.request, tool.call, tool.result, approval.decision, approval.expired ... */
   kind: 'kind',
   agent: 'gen_ai.agent.name',
+  /** In gateway mode, the calling agent (verified by its signature); gen_ai.agent.name is the gateway. */
+  caller: 'gen_ai.agent.id',
   user: 'user.id',
   run: 'gen_ai.conversation.id',
   operation: 'gen_ai.operation.name',

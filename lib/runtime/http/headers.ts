@@ -26,6 +26,11 @@ const REQUEST_DROPPED = new Set([
   'expect',
   'x-agent-user',
   'x-agent-run-id',
+  // A sidecar's signed identity is for the gateway, never for a provider.
+  'x-cdk-agents-agent',
+  'x-cdk-agents-timestamp',
+  'x-cdk-agents-nonce',
+  'x-cdk-agents-signature',
 ]);
 
 const CREDENTIALS = new Set(['authorization', 'x-api-key', 'api-key']);

@@ -49,6 +49,7 @@ export class RuntimeMetrics {
   readonly unpriced: CounterFamily<'agent' | 'provider' | 'model'>;
   readonly estimated: CounterFamily<'agent' | 'provider' | 'model'>;
   readonly storeErrors: CounterFamily<'mode'>;
+  readonly cacheRequests: CounterFamily<'agent' | 'model' | 'result'>;
 
   private readonly meters = new Map<string, RequestMeters>();
   private readonly models = new Set<string>();
@@ -135,6 +136,12 @@ export class RuntimeMetrics {
       'budget_store_errors_total',
       'Budget store calls that failed (Redis unreachable or too slow), by the failure mode applied.',
       ['mode'],
+      r,
+    );
+    this.cacheRequests = new CounterFamily(
+      'llm_cache_requests_total',
+      'Cacheable requests, by result: hit (answered from the response cache, no provider call) or miss.',
+      ['agent', 'model', 'result'],
       r,
     );
     const inFlight = this.inFlight;

@@ -18,6 +18,10 @@ const WINDOW_SLACK_MS = 60_000;
 const ANONYMOUS = '-';
 
 export interface Identity {
+  /** The agent: the sidecar's own, or in gateway mode the one whose signature was verified. */
+  readonly agent: string;
+  /** Its team (a budget scope), if it has one. */
+  readonly team?: string;
   /** x-agent-user, if sent. */
   readonly user?: string;
   /** x-agent-run-id, if sent. */
@@ -83,7 +87,6 @@ export class PolicyEngine {
 
   constructor(
     private readonly config: SidecarConfig,
-    private readonly agent: string,
     private readonly metrics: RuntimeMetrics,
     redis: RedisClient | null,
   ) {
@@ -206,7 +209,7 @@ export class PolicyEngine {
     }
     const guard = config.loopGuard;
     if (identity.run !== undefined) {
-      const run = `${this.prefix}r:${this.agent}:${keyPart(identity.run)}`;
+      const run = `${this.prefix}r:${identity.agent}:${keyPart(identity.run)}`;
       const ttlMs = guard?.runTtlMs ?? 86_400_000;
       // Counted even without a guard: every request with a run id feeds agent_run_iterations.
       // The run's spend (tokens and dollars) lives in the same record as its iterations.
@@ -239,14 +242,14 @@ export class PolicyEngine {
   private scopeId(scope: Scope, identity: Identity): string | undefined {
     switch (scope) {
       case 'agent':
-        return this.agent;
+        return identity.agent;
       case 'team':
-        return this.config.agent?.team ?? this.agent;
+        return identity.team ?? identity.agent;
       case 'user':
         // Users are kept per agent; requests without x-agent-user share one anonymous budget.
-        return `${this.agent}:${identity.user === undefined ? ANONYMOUS : keyPart(identity.user)}`;
+        return `${identity.agent}:${identity.user === undefined ? ANONYMOUS : keyPart(identity.user)}`;
       case 'run':
-        return identity.run === undefined ? undefined : `${this.agent}:${keyPart(identity.run)}`;
+        return identity.run === undefined ? undefined : `${identity.agent}:${keyPart(identity.run)}`;
     }
   }
 

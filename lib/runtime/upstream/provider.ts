@@ -6,6 +6,7 @@ import { apiShapeOf, DEFAULT_BASE_URLS, type ApiShape, type ProviderType } from 
 import { OriginPool } from '../http/origin-pool';
 import type { SecretValue } from '../secrets';
 import { ProviderHealth } from './health';
+import { signatureLines, type SignedIdentity } from './signing';
 
 const ANTHROPIC_VERSION = '2023-06-01';
 
@@ -47,8 +48,19 @@ export class UpstreamProvider {
     return this.key !== undefined;
   }
 
+  /** A cdk-agents gateway: requests carry the agent's signed identity instead of a provider key. */
+  get signs(): boolean {
+    return this.type === 'cdk-agents-gateway';
+  }
+
+  /** The signature header lines of one request to a gateway. */
+  signatureLines(method: string, path: string, identity: SignedIdentity, body: Buffer | null): string {
+    return signatureLines(this.key!.value, method, path, identity, body);
+  }
+
   /** Static and credential header lines for a request; `clientCredentials` is used when we hold no key. */
   headerLines(clientCredentials: string, clientNames: ReadonlySet<string>): string {
+    if (this.signs) return `${this.staticLines}accept-encoding: identity\r\n`;
     let lines = this.staticLines + (this.key ? this.authLines(this.key.value) : clientCredentials);
     if (this.shape === 'anthropic' && !clientNames.has('anthropic-version')) lines += `anthropic-version: ${ANTHROPIC_VERSION}\r\n`;
     return `${lines}accept-encoding: identity\r\n`;
@@ -76,7 +88,8 @@ export class UpstreamProvider {
     const q = incoming.indexOf('?');
     const path = q < 0 ? incoming : incoming.slice(0, q);
     const query = q < 0 ? '' : incoming.slice(q + 1);
-    if (this.shape === 'anthropic') return this.basePath + incoming;
+    // Anthropic and a gateway take the client's path as it is (a gateway speaks both APIs).
+    if (this.shape === 'anthropic' || this.signs) return this.basePath + incoming;
     // OpenAI SDK base URLs end in /v1: the client's /v1 stands for the provider's base path.
     const rest = path.startsWith('/v1/') ? path.slice(3) : path;
     if (this.type !== 'azure-openai') return this.basePath + rest + (query ? `?${query}` : '');
