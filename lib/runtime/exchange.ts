@@ -18,7 +18,20 @@ import { cacheable, cacheKey, type CachedAnswer, type ResponseCache } from './ca
 import type { InputGuard } from './guardrails/input-guard';
 import type { OutputGuard, StreamGuard } from './guardrails/output-guard';
 import type { GuardDecision } from './guardrails/types';
-import { withStreamUsage } from './api/openai';
+import { anthropicDialect } from './api/anthropic';
+import { openAiDialect, withStreamUsage } from './api/openai';
+import {
+  AnthropicStreamToOpenAi,
+  anthropicRequestToOpenAi,
+  anthropicResponseToOpenAi,
+  errorToAnthropic,
+  errorToOpenAi,
+  OpenAiStreamToAnthropic,
+  openAiRequestToAnthropic,
+  openAiResponseToAnthropic,
+  TranslationError,
+  UnreadableAnswerError,
+} from './api/translate';
 import { clientResponseHeaders, forwardedRequestHeaders, retryAfterMs, type ForwardedRequestHeaders } from './http/headers';
 import type { UpstreamCall, UpstreamCallbacks, UpstreamError } from './http/origin-pool';
 import type { ResponseHeaders } from './http/response-parser';
@@ -37,6 +50,8 @@ export interface ExchangeContext {
   readonly metrics: RuntimeMetrics;
   readonly prices: PriceBook;
   readonly providers: Readonly<Record<ApiShape, readonly UpstreamProvider[]>>;
+  /** Providers of the other shape that may serve a request when its own shape's all failed. */
+  readonly otherShape: Readonly<Record<ApiShape, readonly UpstreamProvider[]>>;
   readonly inFlight: InFlightList<Exchange>;
   readonly draining: boolean;
   readonly policy: PolicyEngine;
@@ -87,6 +102,17 @@ export interface LlmRequest {
 }
 
 const NOTHING_USED = { tokens: 0, usd: 0 };
+const NO_NAMES: ReadonlySet<string> = new Set();
+const DIALECTS: Record<ApiShape, ApiDialect> = { openai: openAiDialect, anthropic: anthropicDialect };
+/** Where each API shape's LLM calls go, as a client of that shape would call them. */
+const LLM_PATHS: Record<ApiShape, string> = { openai: '/v1/chat/completions', anthropic: '/v1/messages' };
+
+/** Turns a provider's stream of the other shape into the client's, event by event. */
+interface StreamTranslator {
+  onEvent(event: Buffer): Buffer[];
+  end(): Buffer[];
+  readonly done: boolean;
+}
 
 export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   prevInFlight: Exchange | null = null;
@@ -103,6 +129,9 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
   private dropInjectedUsage = false;
 
   private provider: UpstreamProvider | null = null;
+  /** The current attempt goes to a provider of the other API shape: request and answer are translated. */
+  private foreign = false;
+  private translator: StreamTranslator | null = null;
   private call: UpstreamCall | null = null;
   /** The provider whose single half-open trial slot this request holds, if any. */
   private trialHolder: UpstreamProvider | null = null;
@@ -159,7 +188,10 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     private readonly passthroughBody: Buffer | null = null,
   ) {
     this.forwarded = forwardedRequestHeaders(req.rawHeaders);
-    this.candidates = ctx.providers[dialect.shape];
+    const native = ctx.providers[dialect.shape];
+    const other = llm ? ctx.otherShape[dialect.shape] : [];
+    // After its own shape's providers, those of the other shape that can serve its model.
+    this.candidates = other.length === 0 ? native : [...native, ...other.filter((p) => p.otherShapeModel(llm!.model) !== undefined)];
     if (llm && dialect.shape === 'openai') {
       const prepared = withStreamUsage(llm.body);
       this.dropInjectedUsage = prepared.injected;
@@ -333,7 +365,32 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
 
   private send(provider: UpstreamProvider): void {
     if (this.finished) return this.abandonTrial();
+    // A gateway speaks both shapes; any other provider of the other shape gets a translation.
+    const foreign = this.llm !== undefined && provider.shape !== this.dialect.shape && !provider.signs;
+    let model: string | undefined;
+    let path: string;
+    let body: Buffer | null;
+    let headerLines: string;
+    if (foreign) {
+      model = provider.otherShapeModel(this.llm!.model)!;
+      try {
+        body = this.translatedBody(provider.shape, model);
+      } catch (err) {
+        if (!(err instanceof TranslationError)) throw err;
+        return this.cannotServe(provider, err);
+      }
+      path = provider.upstreamPath(LLM_PATHS[provider.shape], model);
+      // The client's API-specific headers (anthropic-version, anthropic-beta ...) mean nothing to the other API.
+      headerLines = this.foreignHeaderLines() + provider.headerLines('', NO_NAMES);
+    } else {
+      model = this.llm ? provider.upstreamModel(this.llm.model) : undefined;
+      path = provider.upstreamPath(this.req.url ?? '/', model);
+      body = this.llm ? this.bodyFor(model!) : this.passthroughBody;
+      headerLines = this.forwarded.lines + provider.headerLines(this.forwarded.credentialLines, this.forwarded.names);
+    }
     this.provider = provider;
+    this.foreign = foreign;
+    this.translator = null;
     this.attempts++;
     this.status = 0;
     this.headers = null;
@@ -342,16 +399,41 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.chunks = [];
     this.bodyBytes = 0;
     this.streaming = false;
-    const model = this.llm ? provider.upstreamModel(this.llm.model) : undefined;
     this.servedModel = model;
     const method = this.req.method ?? 'GET';
-    const path = provider.upstreamPath(this.req.url ?? '/', model);
-    const body = this.llm ? this.bodyFor(model!) : this.passthroughBody;
-    let headerLines = this.forwarded.lines + provider.headerLines(this.forwarded.credentialLines, this.forwarded.names);
     if (provider.signs) headerLines += provider.signatureLines(method, path, this.identity, body);
     this.call = provider.pool.request({ method, path, headerLines, body }, this);
     this.phase = Phase.AwaitingFirstByte;
     this.phaseSince = performance.now();
+  }
+
+  /** The request in the other API's shape, for a provider of that shape serving `model`. */
+  private translatedBody(shape: ApiShape, model: string): Buffer {
+    this.bodies ??= new Map();
+    const key = `${shape}\u0000${model}`;
+    let body = this.bodies.get(key);
+    if (!body) {
+      const source = this.llm!.body;
+      body = Buffer.from(JSON.stringify(shape === 'anthropic' ? openAiRequestToAnthropic(source, model) : anthropicRequestToOpenAi(source, model)));
+      this.bodies.set(key, body);
+    }
+    return body;
+  }
+
+  private foreignHeaderLines(): string {
+    let lines = '';
+    for (const line of this.forwarded.lines.split('\r\n')) {
+      if (line && !line.startsWith('anthropic-') && !line.startsWith('openai-')) lines += `${line}\r\n`;
+    }
+    return lines;
+  }
+
+  /** A provider of the other shape cannot take this request (a feature its API lacks): not a provider failure. */
+  private cannotServe(provider: UpstreamProvider, err: TranslationError): void {
+    if (this.trialHolder === provider) this.abandonTrial();
+    (this.failedIn ??= new Map()).set(provider, Infinity);
+    (this.failures ??= []).push(`${provider.name}: cannot serve this request in the ${provider.shape} API: ${err.message}`);
+    this.nextAttempt();
   }
 
   /** The request body for a served model name: the client's own bytes unless something changed. */
@@ -402,7 +484,17 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.streaming = !this.llm || (typeof type === 'string' && type.startsWith('text/event-stream'));
     if (this.llm && this.streaming) {
       this.splitter = new SseSplitter();
-      this.meter = this.dialect.newStreamMeter(this.dropInjectedUsage);
+      if (this.foreign) {
+        // Metered on the provider's own events (Anthropic's cache writes exist only there), then translated.
+        const llm = this.llm;
+        this.meter = DIALECTS[this.provider!.shape].newStreamMeter(false);
+        this.translator =
+          this.dialect.shape === 'openai'
+            ? new AnthropicStreamToOpenAi({ clientModel: llm.model, includeUsage: asksForUsage(llm.body) })
+            : new OpenAiStreamToAnthropic({ clientModel: llm.model });
+      } else {
+        this.meter = this.dialect.newStreamMeter(this.dropInjectedUsage);
+      }
       if (this.ctx.outputGuard.active) this.streamGuard = this.ctx.outputGuard.newStream(this.dialect.shape);
       if (this.ctx.audit.capturesContent) this.capturedStream = [];
       else this.streamed = createHash('sha256');
@@ -445,7 +537,14 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
         const rest = this.splitter!.takeRemainder();
         const out: Buffer[] = [];
         if (rest) this.pass(rest, out);
+        const translator = this.translator;
+        if (translator) for (const e of translator.end()) this.guard(e, out);
         if (this.streamGuard?.blocked) return this.blockStream();
+        if (translator && !translator.done) {
+          // Closed before its finish: the client's SDK must see an error, not a short answer.
+          this.write(out);
+          return this.cutStream(ErrorCode.upstreamUnavailable, `${this.provider!.name} closed the stream before it finished`, 502);
+        }
         this.releaseHeld(out);
         this.write(out);
       }
@@ -454,7 +553,14 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     }
     let body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bodyBytes);
     this.chunks = [];
-    this.answer = body;
+    if (this.foreign) {
+      const translated = this.translateAnswer(body);
+      if (!translated) return;
+      this.answer = body;
+      body = translated;
+    } else {
+      this.answer = body;
+    }
     if (this.llm && this.ctx.outputGuard.active && this.status >= 200 && this.status < 300) {
       const verdict = this.ctx.outputGuard.inspectBody(this.dialect.shape, body);
       if (verdict.decisions.length) this.decide(verdict.decisions);
@@ -466,6 +572,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     if (!this.res.headersSent) {
       const headers = clientResponseHeaders(this.headers!);
       headers['content-length'] = String(body.length);
+      if (this.foreign) headers['content-type'] = 'application/json';
       if (this.ctx.draining) headers.connection = 'close';
       this.res.writeHead(this.status, headers);
     }
@@ -473,6 +580,20 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.res.end(body);
     if (this.cacheKey) this.sent = [body];
     this.complete(this.status);
+  }
+
+  /** A whole answer (or error) of the other shape in the client's; null when it was unreadable (failed over). */
+  private translateAnswer(body: Buffer): Buffer | null {
+    const model = this.llm!.model;
+    const toOpenAi = this.dialect.shape === 'openai';
+    if (this.status < 200 || this.status >= 300) return toOpenAi ? errorToOpenAi(body) : errorToAnthropic(body);
+    try {
+      return toOpenAi ? anthropicResponseToOpenAi(body, model) : openAiResponseToAnthropic(body, model);
+    } catch (err) {
+      if (!(err instanceof UnreadableAnswerError)) throw err;
+      this.attemptFailed('server_error', `${this.status} ${err.message}`);
+      return null;
+    }
   }
 
   onError(error: UpstreamError): void {
@@ -505,9 +626,18 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.write(out);
   }
 
-  /** One provider event: metered, then guarded, into `out`. */
+  /** One provider event: metered, translated when the provider is of the other shape, then guarded, into `out`. */
   private pass(event: Buffer, out: Buffer[]): void {
     if (!this.meter!.onEvent(event)) return;
+    if (this.translator) {
+      for (const e of this.translator.onEvent(event)) this.guard(e, out);
+      return;
+    }
+    this.guard(event, out);
+  }
+
+  /** One event in the client's shape, through the output guard into `out`. */
+  private guard(event: Buffer, out: Buffer[]): void {
     const guard = this.streamGuard;
     if (!guard) {
       out.push(event);
@@ -798,7 +928,7 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     const body = this.answer;
     if (body && this.status >= 200 && this.status < 300) {
       // Billed from the provider's answer even when a guardrail changed or blocked what the client got.
-      const reported = this.dialect.usageFromBody(body);
+      const reported = (this.foreign ? DIALECTS[this.provider!.shape] : this.dialect).usageFromBody(body);
       if (reported) return { ...reported, estimated: false };
       return { input: estimateInputTokens(this.llm!.body), output: tokensForBytes(body.length), cacheRead: 0, cacheWrite: 0, estimated: true };
     }
@@ -818,6 +948,11 @@ export class Exchange implements UpstreamCallbacks, Linked<Exchange> {
     this.abandonTrial();
     this.reject(503, ErrorCode.upstreamUnavailable, 'the runtime is shutting down; retry', { 'retry-after': '1' });
   }
+}
+
+function asksForUsage(body: Record<string, unknown>): boolean {
+  const options = body.stream_options as { include_usage?: unknown } | undefined;
+  return options?.include_usage === true;
 }
 
 function pathOnly(url: string): string {

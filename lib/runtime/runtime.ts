@@ -33,6 +33,7 @@ export class Runtime implements ServerContext {
   readonly metrics: RuntimeMetrics;
   readonly prices: PriceBook;
   readonly providers: Record<ApiShape, UpstreamProvider[]>;
+  readonly otherShape: Record<ApiShape, UpstreamProvider[]>;
   readonly inFlight = new InFlightList<Exchange>();
   readonly policy: PolicyEngine;
   readonly inputGuard: InputGuard;
@@ -95,6 +96,10 @@ export class Runtime implements ServerContext {
     this.providers = {
       openai: all.filter((p) => speaksNatively(p.type, 'openai')),
       anthropic: all.filter((p) => speaksNatively(p.type, 'anthropic')),
+    };
+    this.otherShape = {
+      openai: all.filter((p) => !speaksNatively(p.type, 'openai') && p.servesOtherShape),
+      anthropic: all.filter((p) => !speaksNatively(p.type, 'anthropic') && p.servesOtherShape),
     };
     this.verifier = config.gateway ? new SignatureVerifier(gatewayAgents, config.gateway.maxClockSkewMs) : null;
     this.metrics = new RuntimeMetrics(config.limits.maxModelLabels, { version: RUNTIME_VERSION, mode: config.mode }, () => {

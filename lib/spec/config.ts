@@ -104,8 +104,18 @@ export const ProviderSchema = z
         if (provider.apiKey !== undefined) {
           ctx.addIssue({ code: 'custom', path: ['apiKey'], message: 'does not apply to a gateway: provider keys live in the gateway; remove it' });
         }
+        if (provider.fallbackModel !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['fallbackModel'], message: 'does not apply to a gateway: it serves both APIs itself; remove it' });
+        }
       } else if (provider.signingKey !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['signingKey'], message: 'only applies to type cdk-agents-gateway; remove it' });
+      }
+      if (provider.fallbackModel !== undefined && provider.apiKey === undefined && type !== 'cdk-agents-gateway') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['apiKey'],
+          message: "is required with fallbackModel: requests of the other API shape carry the other provider's credentials, so this provider must hold its own key",
+        });
       }
       if (type !== 'azure-openai') {
         for (const field of ['apiVersion', 'deployments'] as const) {

@@ -248,6 +248,17 @@ describe('problems are all reported at once, each by its path', () => {
     ]);
   });
 
+  test('fallbackModel needs the provider to hold its own key, and does not apply to a gateway', () => {
+    const one = (provider: object) => validateSidecarConfig({ version: 1, agent: { name: 'a' }, providers: [provider] }).issues;
+    expect(one({ name: 'claude', type: 'anthropic', fallbackModel: 'claude-sonnet-4-6', apiKey: { env: 'ANTHROPIC_API_KEY' } })).toEqual([]);
+    expect(one({ name: 'claude', type: 'anthropic', fallbackModel: 'claude-sonnet-4-6' })).toEqual([
+      { path: 'providers[0].apiKey', message: expect.stringContaining('is required with fallbackModel') },
+    ]);
+    expect(one({ name: 'gw', type: 'cdk-agents-gateway', baseUrl: 'http://gw:8787', signingKey: { file: '/k' }, fallbackModel: 'x' })).toEqual([
+      { path: 'providers[0].fallbackModel', message: 'does not apply to a gateway: it serves both APIs itself; remove it' },
+    ]);
+  });
+
   test('formatPath', () => {
     expect(formatPath(['providers', 1, 'baseUrl'])).toBe('providers[1].baseUrl');
     expect(formatPath(['timeouts', 'firstByteMs'])).toBe('timeouts.firstByteMs');

@@ -79,6 +79,11 @@ export class AnthropicStreamToOpenAi {
     this.includeUsage = options.includeUsage;
   }
 
+  /** True once the stream was finished or ended with an error event: nothing more is owed. */
+  get done(): boolean {
+    return this.closed;
+  }
+
   onEvent(event: Buffer): Buffer[] {
     if (this.closed) return [];
     const { json } = parseData(event);
@@ -246,6 +251,11 @@ export class OpenAiStreamToAnthropic {
 
   constructor(options: { clientModel: string }) {
     this.clientModel = options.clientModel;
+  }
+
+  /** True once the stream was finished or ended with an error event: nothing more is owed. */
+  get done(): boolean {
+    return this.closed;
   }
 
   onEvent(event: Buffer): Buffer[] {

@@ -75,6 +75,20 @@ export class UpstreamProvider {
     return this.authCache.lines;
   }
 
+  /**
+   * Whether this provider may serve requests of the other API shape (translated): it needs a
+   * model for them (modelMap or fallbackModel) and its own key (the client's credentials are
+   * for the other API). A gateway speaks both shapes natively.
+   */
+  get servesOtherShape(): boolean {
+    return this.key !== undefined && !this.signs && (this.config.fallbackModel !== undefined || Object.keys(this.modelMap).length > 0);
+  }
+
+  /** The model it serves a request of the other shape for `model` with, or undefined when none. */
+  otherShapeModel(model: string): string | undefined {
+    return Object.hasOwn(this.modelMap, model) ? this.modelMap[model] : this.config.fallbackModel;
+  }
+
   /** The model name this provider serves a requested model as. */
   upstreamModel(model: string): string {
     return Object.hasOwn(this.modelMap, model) ? this.modelMap[model] : model;
