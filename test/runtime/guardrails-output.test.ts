@@ -533,6 +533,72 @@ describe('streams without a secret', () => {
   });
 });
 
+describe('time to first token with the default rules', () => {
+  const guard = new OutputGuard(config());
+  // No 'A' (AKIA/ASIA may follow a lower-case letter), no '-' ("-----BEGIN" needs no boundary),
+  // and no word starting with e, g or s (eyJ, gh*_, github_pat_, sk-): nothing can begin a secret.
+  const word = fc.oneof(
+    fc.stringMatching(/^[a-dfhi-rt-zB-Z0-9][a-zB-Z0-9]{0,11}$/),
+    fc.constantFrom('café', '中文', 'naïve', '3.5%', '$4.2M', '`code`', 'x_y', 'KIA', 'kyJ', 'hp_x', '"quoted"', 'back\\path', 'a/b'),
+  );
+  const punctuated = fc.tuple(fc.constantFrom('', '(', '"', '**'), word, fc.constantFrom('', ',', '.', '!', '?', ':', ')')).map((p) => p.join(''));
+  const secretFreeProse = fc
+    .array(fc.tuple(punctuated, fc.constantFrom(' ', ' ', ' ', '\n', '\n\n')), { minLength: 1, maxLength: 30 })
+    .map((parts) => parts.map(([w, sep]) => w + sep).join(''));
+  /** Cut text: at random points, or as " word" tokens. */
+  const pieces = fc.tuple(secretFreeProse, cuts, fc.boolean()).map(([text, at, tokens]) => (tokens ? text.match(/\s*\S+|\s+$/g)! : cut(text, at)));
+
+  /** Feeds the events one by one, expecting each to go out in the call that brings it, as the same Buffer. */
+  function expectNothingHeld(stream: StreamGuard, events: readonly Buffer[]): void {
+    for (const e of events) {
+      const out = stream.onEvent(e);
+      expect(out).toHaveLength(1);
+      expect(out[0]).toBe(e);
+    }
+    expect(stream.end()).toEqual([]);
+    expect(stream.takeDecisions()).toEqual([]);
+  }
+
+  it('sends every event of the bench\'s answer at once, none held for the next one', () => {
+    const pieces = 'Hello! How can I help you today?'.match(/ ?[^ ]+/g)!;
+    expectNothingHeld(guard.newStream('openai'), openAiStream(pieces));
+    expectNothingHeld(guard.newStream('anthropic'), anthropicStream(pieces));
+  });
+
+  it('sends every event of prose that cannot begin a secret at once, cut anywhere (OpenAI and Anthropic)', () => {
+    fc.assert(
+      fc.property(pieces, (p) => {
+        expectNothingHeld(guard.newStream('openai'), openAiStream(p));
+        expectNothingHeld(guard.newStream('anthropic'), anthropicStream(p));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('holds an event ending in any proper prefix of a secret until the secret is known, which never gets out', () => {
+    for (const secret of [...SECRETS, GITHUB_TOKEN]) {
+      for (let k = 1; k < secret.length; k++) {
+        for (const api of ['openai', 'anthropic'] as const) {
+          const events = (api === 'openai' ? openAiStream : anthropicStream)(['Here it is: ', secret.slice(0, k), secret.slice(k), ' Done.']);
+          const first = events.findIndex((e) => textOf(e, api) === 'Here it is: ');
+          const stream = guard.newStream(api);
+          const out: Buffer[] = [];
+          for (let i = 0; i < first; i++) out.push(...stream.onEvent(events[i]));
+          expect(stream.onEvent(events[first])).toEqual([events[first]]);
+          expect(stream.onEvent(events[first + 1])).toEqual([]);
+          // The held event goes out emptied or rewritten, with no part of the secret.
+          out.push(events[first]);
+          for (let i = first + 2; i < events.length; i++) out.push(...stream.onEvent(events[i]));
+          out.push(...stream.end());
+          expectShape(events, out, api);
+          const text = api === 'openai' ? openAiView(out).text.get(0) : anthropicView(out).blocks.get(0);
+          expect(text).toMatch(/^Here it is: \[REDACTED:[a-z_]+\] Done\.$/);
+        }
+      }
+    }
+  });
+});
+
 describe('secrets in streamed tool-call arguments', () => {
   const guard = new OutputGuard(config());
   const SECRET_ARGS = fc

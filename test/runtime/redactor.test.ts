@@ -42,6 +42,19 @@ function piecesOf(text: string, split: Parameters<typeof splitAt>[1]): string[] 
   return splitAt(Buffer.from(text, 'latin1'), split).map((b) => b.toString('latin1'));
 }
 
+/** Cuts any text (not only ASCII) into pieces the way `split` says. */
+function charPieces(text: string, split: Split): string[] {
+  if ('every' in split) return text.match(new RegExp(`[^]{1,${split.every}}`, 'g')) ?? [];
+  const cuts = [...new Set(split.at.map((p) => p % (text.length + 1)))].sort((x, y) => x - y);
+  const pieces: string[] = [];
+  let from = 0;
+  for (const c of [...cuts, text.length]) {
+    if (c > from) pieces.push(text.slice(from, c));
+    from = Math.max(from, c);
+  }
+  return pieces;
+}
+
 /** Distinctive pieces of a secret: none of them may reach the client. */
 function fragments(secret: string, size = 10): string[] {
   const body = secret.replace(/^-----BEGIN[^\n]*\n/, '');
@@ -158,8 +171,26 @@ describe('streamed text', () => {
     );
   });
 
-  it('holds back no more than the partial word of ordinary text', () => {
+  it('gives the same result as the whole text for any mix of secrets\' beginnings, bodies and splits (secret rules only)', () => {
+    const token = fc.constantFrom(
+      'A', 'AKIA', 'ASIA', 'IOSFODNN7EXAMPLE', 'Z9', 's', 'sk', 'sk-', 'sk-ant-', 'sk-proj-', 'api03', 'g', 'gh', 'ghp_', 'gho_', 'github_pat_', '11ABCDEFG0',
+      'e', 'eyJ', 'eyJhbGciOiJIUzI1NiJ9', 'SflKxwRJSMeKKF2QT4fw', '.', '-', '--', '-----', '-----BEGIN', ' RSA', ' PRIVATE KEY', '-----END', 'CERTIFICATE',
+      'a1B2c3D4e5F6g7H8i9J0', 'k1L2m3N4o5P6q7R8s9T0', '_', 'x', 'word', '0123456789', AWS_KEY, GITHUB_TOKEN, JWT, OPENAI_KEY, ANTHROPIC_KEY, PRIVATE_KEY,
+    );
+    const separator = fc.constantFrom('', '', '', ' ', '\n', '=', '(', '"', ', ');
+    const soup = fc.array(fc.tuple(token, separator), { maxLength: 40 }).map((parts) => parts.map(([t, s]) => t + s).join(''));
+    fc.assert(
+      fc.property(soup, splits(30), (text, split) => {
+        expect(stream(new StreamRedactor(secretsOnly), piecesOf(text, split))).toBe(redactText(text, secretsOnly).text);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('holds back the partial word of ordinary text with PII rules on; with the secret rules only a secret\'s possible beginning', () => {
     const prose = fc.array(fc.stringMatching(/^[a-z]{1,12}[,.;:!?]?$/), { minLength: 1, maxLength: 40 }).map((w) => w.join(' '));
+    // The lower-case words that may begin a secret: sk-, eyJ, gh[pousr]_, github_pat_.
+    const secretStarts = new Set(['s', 'sk', 'e', 'ey', 'g', 'gh', 'ghp', 'gho', 'ghu', 'ghs', 'ghr', 'gi', 'git', 'gith', 'githu', 'github']);
     fc.assert(
       fc.property(prose, splits(40), fc.boolean(), (text, split, pii) => {
         const r = new StreamRedactor(pii ? withPii : secretsOnly);
@@ -168,8 +199,8 @@ describe('streamed text', () => {
         for (const piece of piecesOf(text, split)) {
           out += r.push(piece);
           seen += piece;
-          const partialWord = seen.length - (seen.lastIndexOf(' ') + 1);
-          expect(r.held).toBe(partialWord);
+          const partialWord = seen.slice(seen.lastIndexOf(' ') + 1);
+          expect(r.held).toBe(pii || secretStarts.has(partialWord) ? partialWord.length : 0);
           expect(out + seen.slice(seen.length - r.held)).toBe(seen);
         }
         expect(out + r.flush()).toBe(text);
@@ -183,9 +214,73 @@ describe('streamed text', () => {
     expect(r.push('The id is AKIA')).toBe('The id is ');
     expect(r.push('IOSFODNN7')).toBe('');
     expect(r.held).toBe('AKIAIOSFODNN7'.length);
-    expect(r.push('EXAMPLE, rotate it')).toBe('[REDACTED:aws_access_key], rotate ');
-    expect(r.flush()).toBe('it');
+    expect(r.push('EXAMPLE, rotate it')).toBe('[REDACTED:aws_access_key], rotate it');
+    expect(r.held).toBe(0);
+    expect(r.flush()).toBe('');
     expect(r.takeFindings().map((f) => [f.rule.id, f.count])).toEqual([['output.secret.aws_access_key', 1]]);
+    // A whole key is held too: one more character would make it no key.
+    expect(r.push(`id ${AWS_KEY}`)).toBe('id ');
+    expect(r.push('X')).toBe(`${AWS_KEY}X`);
+    // Only from where a secret could begin: "KIA" cannot, "AKIA" after a lower-case letter can.
+    expect(r.push(' KIA')).toBe(' KIA');
+    expect(r.push(' xAKIA')).toBe(' x');
+    expect(r.held).toBe(4);
+    expect(r.push('!')).toBe('AKIA!');
+    // Words that cannot begin a secret go out at once, "the" and "Asia" included (not "ASIAN": ASIA and 16 more).
+    for (const word of ['Hello', ' world', '42', ' the', ' Asia', ' ASIAn', ' Sky', ' eye', ' gHp_', ' ghx', ' sk_', ' ---x', ' ', '\n']) {
+      expect(r.push(word)).toBe(word);
+      expect(r.held).toBe(0);
+    }
+  });
+
+  const ALL_SECRETS = [...SECRETS, 'ASIA' + 'Y34FZKBOKMUTVV7A', 'github_pat_' + '11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ', 'sk-' + 'T3BlbkFJ' + 'a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0'];
+
+  it('holds text ending in every proper prefix of every default secret, from where the secret begins', () => {
+    for (const secret of ALL_SECRETS) {
+      for (const lead of ['', 'Key: ', 'x=', '(', 'Here:\n']) {
+        for (let k = 1; k < secret.length; k++) {
+          const prefix = secret.slice(0, k);
+          const whole = new StreamRedactor(secretsOnly);
+          expect(whole.push(lead + prefix)).toBe(lead);
+          expect(whole.held).toBe(k);
+          // Pushed in two pieces, the rest of the secret after: redacted, and what follows is not held.
+          const split = new StreamRedactor(secretsOnly);
+          const out = split.push(lead) + split.push(prefix);
+          expect(out).toBe(lead);
+          expect(split.held).toBe(k);
+          expect(out + split.push(secret.slice(k) + ' done.')).toMatch(/^[^]*\[REDACTED:[a-z_]+\] done\.$/);
+          expect(split.held).toBe(0);
+        }
+      }
+    }
+  });
+
+  it('releases prose that holds no possible beginning of a secret at once, split anywhere', () => {
+    // No 'A' (AKIA/ASIA may follow a lower-case letter), no '-' ("-----BEGIN" needs no boundary),
+    // and no word starting with e, g or s (eyJ, gh*_, github_pat_, sk-).
+    const word = fc.oneof(
+      fc.stringMatching(/^[a-dfhi-rt-zB-Z0-9][a-zB-Z0-9]{0,11}$/),
+      fc.constantFrom('café', '中文', 'naïve', '3.5%', '$4.2M', '`code`', 'x_y', 'KIA', 'kyJ', 'hp_x'),
+    );
+    const punctuated = fc.tuple(fc.constantFrom('', '(', '"', '**'), word, fc.constantFrom('', ',', '.', '!', '?', ':', ';', ')', '"')).map((p) => p.join(''));
+    const separator = fc.constantFrom(' ', ' ', ' ', '\n', '\n\n', '\t');
+    const text = fc.array(fc.tuple(punctuated, separator), { minLength: 1, maxLength: 40 }).map((parts) => parts.map(([w, s]) => w + s).join(''));
+    fc.assert(
+      fc.property(text, splits(40), (t, split) => {
+        const r = new StreamRedactor(secretsOnly);
+        let seen = '';
+        let out = '';
+        for (const piece of charPieces(t, split)) {
+          out += r.push(piece);
+          seen += piece;
+          expect(r.held).toBe(0);
+          expect(out).toBe(seen);
+        }
+        expect(r.flush()).toBe('');
+        expect(r.edits).toBe(0);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('holds digit groups that could still become a card number', () => {
@@ -213,8 +308,15 @@ describe('streamed text', () => {
     expect(r.push('Here:\n-----BEGIN RSA PRIV')).toBe('Here:\n');
     const [header, ...lines] = PRIVATE_KEY.split('\n');
     expect(r.push(header.slice('-----BEGIN RSA PRIV'.length) + '\n' + lines.slice(0, 2).join('\n'))).toBe('');
-    expect(r.push('\n' + lines.slice(2).join('\n') + '\nThat is all.')).toBe('[REDACTED:private_key]\nThat is ');
-    expect(r.flush()).toBe('all.');
+    expect(r.push('\n' + lines.slice(2).join('\n') + '\nThat is all.')).toBe('[REDACTED:private_key]\nThat is all.');
+    expect(r.flush()).toBe('');
+    // Dashes are held while they may begin a header, and no longer.
+    expect(r.push('a ---')).toBe('a ');
+    expect(r.push('---')).toBe('-');
+    expect(r.push('--BEG')).toBe('--');
+    expect(r.held).toBe('-----BEG'.length);
+    expect(r.push('IN CERTIFICATE----')).toBe('');
+    expect(r.push('-\n')).toBe('-----BEGIN CERTIFICATE-----\n');
     // A certificate is not held past its header.
     const c = new StreamRedactor(secretsOnly);
     expect(c.push('-----BEGIN CERTIFICATE-----\nMIIB\n')).toBe('-----BEGIN CERTIFICATE-----\nMIIB\n');
@@ -235,13 +337,22 @@ describe('streamed text', () => {
   });
 
   it('never holds more than the longest bounded match of one run of text', () => {
-    const r = new StreamRedactor(secretsOnly);
+    // With PII rules any word may still become an email address: capped.
+    const r = new StreamRedactor(withPii);
     let out = '';
     for (let i = 0; i < 50; i++) {
       out += r.push('a'.repeat(1000));
       expect(r.held).toBeLessThanOrEqual(MAX_MATCH_CHARS);
     }
     expect(out + r.flush()).toBe('a'.repeat(50_000));
+    // With the secret rules, a run is held only as long as it may still be a JWT's header.
+    const s = new StreamRedactor(secretsOnly);
+    out = s.push('eyJ');
+    for (let i = 0; i < 30; i++) {
+      out += s.push('a'.repeat(100));
+      expect(s.held).toBe(i < 20 ? 3 + (i + 1) * 100 : 0);
+    }
+    expect(out + s.flush()).toBe('eyJ' + 'a'.repeat(3_000));
   });
 
   it('lets warn rules through and reports them; block rules are redacted and reported', () => {
@@ -298,19 +409,6 @@ describe('JSON text (tool-call arguments)', () => {
 });
 
 describe('how far the output stands for the original (consumed, edits)', () => {
-  /** Cuts any text (not only ASCII) into pieces the way `split` says. */
-  function charPieces(text: string, split: Split): string[] {
-    if ('every' in split) return text.match(new RegExp(`[^]{1,${split.every}}`, 'g')) ?? [];
-    const cuts = [...new Set(split.at.map((p) => p % (text.length + 1)))].sort((x, y) => x - y);
-    const pieces: string[] = [];
-    let from = 0;
-    for (const c of [...cuts, text.length]) {
-      if (c > from) pieces.push(text.slice(from, c));
-      from = Math.max(from, c);
-    }
-    return pieces;
-  }
-
   /** JSON text with its string escapes decoded: what a JSON text and its re-encoding have in common. */
   function unescaped(json: string): string {
     return json.replace(/\\(?:u([0-9a-fA-F]{4})|(.))/g, (_m, hex: string | undefined, c: string) =>

@@ -7,8 +7,12 @@
  * text goes through a redactor per choice (OpenAI) or content block (Anthropic), and per tool
  * call. A stream in which nothing is replaced reaches the client as the provider's own event
  * Buffers, in order: an event carrying text that may still be part of a match is held back
- * whole (with the events after it) until its redactor has released past its end, typically
- * until the next text event. Only an event whose text a replacement changed is rewritten.
+ * whole (with the events after it) until its redactor has released past its end. With the
+ * secret rules that is only an event ending in what may begin a secret ("AK", "sk-", "eyJ",
+ * "-----BEGIN ...", a key block not closed yet): ordinary words go out in the call that brings
+ * them. With PII rules on, any partial word or number may still become an email address or a
+ * card number, so an event is typically held until the next text event. Only an event whose
+ * text a replacement changed is rewritten.
  */
 import type { GuardrailsConfig } from '../../spec/policy';
 import type { ApiShape } from '../../spec/providers';

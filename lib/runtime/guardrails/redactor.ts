@@ -2,11 +2,15 @@
  * Text-level redaction of secrets and PII, whole or streamed.
  *
  * Streamed text is released as it comes except for the tail that could still become (part of)
- * a match: the trailing run of non-whitespace; when card, IBAN or phone rules are on, that run
- * extended backwards over short digit/letter groups separated by single spaces (when the groups
- * hold a digit); and everything from a "-----BEGIN" whose private key block is not closed yet.
- * A match seen so far that reaches into that tail is held whole, since it may still grow. So a
- * match can never straddle what was released and what is held, however the text is split.
+ * a match: from the earliest position where the text left could be the beginning of a match
+ * of a rule (each rule's `tail`: "AK", "sk-ant-api0", "eyJhbGc", "-----BEGIN RSA PRIV"), so
+ * with the secret rules an ordinary word is released at once. A PII rule has no such tail (an
+ * email address can start with any word, digits can grow into a card number): when one is on,
+ * the trailing run of non-whitespace is held too and, when card, IBAN or phone rules are on,
+ * that run extended backwards over short digit/letter groups separated by single spaces (when
+ * the groups hold a digit). A match seen so far that reaches into that tail is held whole,
+ * since it may still grow (a private key block stays held until its END line). So a match can
+ * never straddle what was released and what is held, however the text is split.
  * Every pattern but the private key block is bounded (MAX_MATCH_CHARS), so one run of text is
  * never held longer than that; a private key block longer than that is redacted as far as it
  * came and the rest of it dropped up to its END line.
@@ -63,8 +67,6 @@ const MAX_GROUP_CHARS = 12;
 /** Longest spaced match: an IBAN of 34 characters in groups of four (42), with room to spare. */
 const MAX_SPACED_MATCH = 48;
 const BEGIN_MARKER = '-----BEGIN';
-/** The rest of a private key header while it is being written: "-----BEGIN RSA PRIV". */
-const PARTIAL_HEADER = /^[A-Z0-9 ]{0,60}-{0,4}$/;
 const PEM_END = /-----END[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----/;
 /** Kept while dropping an over-long key block, so an END line split across pushes is still found. */
 const PEM_END_TAIL = 80;
@@ -86,6 +88,10 @@ export class StreamRedactor implements TextRedactor {
   private readonly found = new Map<OutputRule, number>();
   private firstBlock: OutputRule | null = null;
   private readonly spaced: boolean;
+  /** A rule without a tail expression is on: any trailing word is held. */
+  private readonly words: boolean;
+  /** The rules' tail expressions in one (global, searched from the new text on), or null. */
+  private readonly tail: RegExp | null;
   private readonly privateKey: OutputRule | undefined;
   private readonly replacements: Map<OutputRule, string>;
 
@@ -94,6 +100,8 @@ export class StreamRedactor implements TextRedactor {
     options: StreamRedactorOptions = {},
   ) {
     this.spaced = rules.some((r) => r.spaced);
+    this.words = rules.some((r) => r.tail === null);
+    this.tail = tailExpression(rules);
     this.privateKey = rules.find((r) => r.name === 'private_key');
     this.replacements = new Map(rules.map((r) => [r, options.quote ? `"${r.replacement}"` : r.replacement]));
   }
@@ -217,15 +225,24 @@ export class StreamRedactor implements TextRedactor {
     return true;
   }
 
-  /** Where the tail that could still become a match starts (see the file comment). */
+  /**
+   * Where the tail that could still become a match starts (see the file comment), not counting
+   * matches seen so far that reach the end (the caller holds those).
+   */
   private holdStart(text: string, base: number): number {
     const n = text.length;
     let hold = n;
-    while (hold > base && !isSpace(text.charCodeAt(hold - 1))) hold--;
-    if (this.spaced && allGroupChars(text, hold, n)) hold = spacedGroupsStart(text, hold, base);
-    if (this.privateKey) {
-      const begin = text.lastIndexOf(BEGIN_MARKER);
-      if (begin >= base && begin < hold && PARTIAL_HEADER.test(text.slice(begin + BEGIN_MARKER.length))) hold = begin;
+    if (this.words) {
+      while (hold > base && !isSpace(text.charCodeAt(hold - 1))) hold--;
+      if (this.spaced && allGroupChars(text, hold, n)) hold = spacedGroupsStart(text, hold, base);
+    }
+    const tail = this.tail;
+    if (tail) {
+      // Released text cannot start a match still growing: look from the new text on (its
+      // lookbehinds see the context). The leftmost tail that reaches the end is the earliest.
+      tail.lastIndex = base;
+      const m = tail.exec(text);
+      if (m && m.index < hold) hold = m.index;
     }
     return hold;
   }
@@ -412,6 +429,19 @@ export function redactJsonText(json: string, rules: readonly OutputRule[]): { te
 
 /** A JSON escape of a printable ASCII character, which could spell a secret's prefix. */
 export const ASCII_ESCAPE = /\\u00[2-7]/;
+
+const tailExpressions = new WeakMap<readonly OutputRule[], RegExp | null>();
+
+/** One expression for the tails of the rules that have one (cached per rule list). */
+function tailExpression(rules: readonly OutputRule[]): RegExp | null {
+  let re = tailExpressions.get(rules);
+  if (re === undefined) {
+    const sources = rules.filter((r) => r.tail !== null).map((r) => `(?:${r.tail!.source})`);
+    re = sources.length ? new RegExp(sources.join('|'), 'g') : null;
+    tailExpressions.set(rules, re);
+  }
+  return re;
+}
 
 /** Every validated match of every rule in text[from..], sorted by start, longest first. */
 function scan(rules: readonly OutputRule[], text: string, from: number): Match[] {

@@ -51,6 +51,33 @@ interface OutputPattern {
   readonly valid?: (match: string) => boolean;
   /** Matches may contain single spaces between short groups (cards, IBANs, phones). */
   readonly spaced?: boolean;
+  /**
+   * Matches (anchored at the end of the text, with the pattern's left boundary) a non-empty
+   * text that may still grow into a match: every proper prefix of a possible match, and more.
+   * Must be closed under prefixes. Without one, any trailing word may grow into a match (PII).
+   */
+  readonly tail?: RegExp;
+}
+
+/**
+ * A regular expression source matching every non-empty prefix of the sequence of `atoms`
+ * (each a single character, class or escape, or a quantified one `[..]{0,n}` that accepts any
+ * of its own prefixes): `a(?:b(?:c)?)?`.
+ */
+function prefixes(atoms: readonly string[]): string {
+  let source = '';
+  for (let i = atoms.length - 1; i > 0; i--) source = `(?:${atoms[i]}${source})?`;
+  return atoms[0] + source;
+}
+
+/** The characters of a literal as atoms for prefixes(). */
+function chars(literal: string): string[] {
+  return [...literal].map((c) => c.replace(/[-\\^$.*+?()[\]{}|]/g, '\\$&'));
+}
+
+/** A tail expression: any of the alternatives' prefixes after the left boundary, up to the end of the text. */
+function tail(boundary: string, ...alternatives: string[][]): RegExp {
+  return new RegExp(`${boundary}(?:${alternatives.map(prefixes).join('|')})$`);
 }
 
 /**
@@ -67,6 +94,7 @@ const OUTPUT_PATTERNS: readonly OutputPattern[] = [
     name: 'aws_access_key',
     pattern: /(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])/g,
     trigger: /AKIA|ASIA/,
+    tail: tail('(?<![A-Z0-9])', ['A', '[KS]', 'I', 'A', '[A-Z0-9]{0,16}']),
   },
   {
     // Classic tokens are 36 characters after the prefix; longer runs are redacted whole.
@@ -74,6 +102,7 @@ const OUTPUT_PATTERNS: readonly OutputPattern[] = [
     name: 'github_token',
     pattern: /(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,251})/g,
     trigger: /gh[pousr]_|github_pat_/,
+    tail: tail('(?<![A-Za-z0-9_])', ['g', 'h', '[pousr]', '_', '[A-Za-z0-9]{0,251}'], [...chars('github_pat_'), '[A-Za-z0-9_]{0,251}']),
   },
   {
     // sk-..., sk-proj-..., sk-svcacct-..., sk-admin-...; not sk-ant- (Anthropic's, below).
@@ -81,6 +110,7 @@ const OUTPUT_PATTERNS: readonly OutputPattern[] = [
     name: 'openai_key',
     pattern: /(?<![A-Za-z0-9_-])sk-(?!ant-)[A-Za-z0-9_-]{20,300}/g,
     trigger: /sk-/,
+    tail: tail('(?<![A-Za-z0-9_-])', [...chars('sk-'), '[A-Za-z0-9_-]{0,300}']),
     // Keys are random: a hyphenated word like sk-some-long-identifier-name is not one.
     valid: (m) => DIGIT.test(m) && /[A-Za-z]/.test(m.slice(3)),
   },
@@ -89,6 +119,7 @@ const OUTPUT_PATTERNS: readonly OutputPattern[] = [
     name: 'anthropic_key',
     pattern: /(?<![A-Za-z0-9_-])sk-ant-[A-Za-z0-9_-]{20,300}/g,
     trigger: /sk-ant-/,
+    tail: tail('(?<![A-Za-z0-9_-])', [...chars('sk-ant-'), '[A-Za-z0-9_-]{0,300}']),
   },
   {
     // Up to the END line, or to the end of the text when the block is cut off.
@@ -96,6 +127,9 @@ const OUTPUT_PATTERNS: readonly OutputPattern[] = [
     name: 'private_key',
     pattern: /-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----[\s\S]*?(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----|$)/g,
     trigger: /-----BEGIN/,
+    // The header being written, up to "-----BEGIN RSA PRIVATE KEY----"; from a whole header
+    // on, the pattern itself matches (up to the end of the text while the block is open).
+    tail: tail('', [...chars('-----BEGIN'), '[A-Z0-9 ]{0,61}', '-{0,4}']),
   },
   {
     // header.payload.signature, both JSON parts base64url of '{"'.
@@ -103,6 +137,7 @@ const OUTPUT_PATTERNS: readonly OutputPattern[] = [
     name: 'jwt',
     pattern: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,2000}\.eyJ[A-Za-z0-9_-]{5,4000}\.[A-Za-z0-9_-]{0,1000}/g,
     trigger: /eyJ/,
+    tail: tail('(?<![A-Za-z0-9_-])', [...chars('eyJ'), '[A-Za-z0-9_-]{0,2000}', '\\.', ...chars('eyJ'), '[A-Za-z0-9_-]{0,4000}', '\\.', '[A-Za-z0-9_-]{0,1000}']),
   },
   {
     kind: 'pii',
@@ -164,6 +199,8 @@ export interface OutputRule {
   readonly trigger: RegExp;
   readonly valid?: (match: string) => boolean;
   readonly spaced: boolean;
+  /** See OutputPattern.tail; null: any trailing word may still grow into a match. */
+  readonly tail: RegExp | null;
   /** `[REDACTED:<name>]`: no quotes or backslashes, so it is valid inside a JSON string as is. */
   readonly replacement: string;
 }
@@ -195,6 +232,7 @@ export function outputRules(config: GuardrailsConfig): OutputRule[] {
       trigger: p.trigger,
       valid: p.valid,
       spaced: p.spaced === true,
+      tail: p.tail ?? null,
       replacement: `[REDACTED:${p.name}]`,
     });
   }
