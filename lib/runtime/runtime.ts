@@ -6,6 +6,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigValidationError, formatPath, type ConfigIssue, type SecretRef, type SidecarConfig } from '../spec/config';
 import { speaksNatively, type ApiShape } from '../spec/providers';
+import { REDIS_URL, REDIS_URL_ERROR } from '../spec/policy';
 import { AuditLog } from './audit/audit-log';
 import type { Exchange } from './exchange';
 import { InFlightList } from './in-flight';
@@ -70,6 +71,14 @@ export class Runtime implements ServerContext {
     const gatewayAgents = (config.gateway?.agents ?? []).map((a, i) => ({ name: a.name, team: a.team, key: secret(a.signingKey, ['gateway', 'agents', i, 'signingKey'])! }));
     const store = config.store;
     const redisPassword = store.type === 'redis' ? secret(store.password, ['store', 'password']) : undefined;
+    let redisUrl: string | undefined;
+    if (store.type === 'redis') {
+      // A referenced URL is read once, at start: an endpoint the cloud side wrote at apply time.
+      redisUrl = typeof store.url === 'string' ? store.url : secret(store.url, ['store', 'url'])?.value;
+      if (redisUrl !== undefined && typeof store.url !== 'string' && !REDIS_URL.test(redisUrl)) {
+        issues.push({ path: 'store.url', message: `the referenced value ${REDIS_URL_ERROR}` });
+      }
+    }
     let redisCa: string | undefined;
     if (store.type === 'redis' && store.tls?.caFile) {
       try {
@@ -80,13 +89,13 @@ export class Runtime implements ServerContext {
     }
     const approvalToken = config.approvals ? secret(config.approvals.token, ['approvals', 'token']) : undefined;
     if (issues.length) throw new ConfigValidationError(issues);
-    return new Runtime(config, keys, { password: redisPassword, ca: redisCa }, approvalToken, gatewayAgents);
+    return new Runtime(config, keys, { url: redisUrl, password: redisPassword, ca: redisCa }, approvalToken, gatewayAgents);
   }
 
   private constructor(
     readonly config: SidecarConfig,
     keys: Array<SecretValue | undefined>,
-    redisSecrets: { password?: SecretValue; ca?: string },
+    redisSecrets: { url?: string; password?: SecretValue; ca?: string },
     approvalToken: SecretValue | undefined,
     gatewayAgents: GatewayAgent[],
   ) {
@@ -187,8 +196,8 @@ export class Runtime implements ServerContext {
   }
 }
 
-function connectRedis(store: Extract<SidecarConfig['store'], { type: 'redis' }>, secrets: { password?: SecretValue; ca?: string }): RedisClient {
-  const url = parseRedisUrl(store.url);
+function connectRedis(store: Extract<SidecarConfig['store'], { type: 'redis' }>, secrets: { url?: string; password?: SecretValue; ca?: string }): RedisClient {
+  const url = parseRedisUrl(secrets.url!);
   return new RedisClient({
     host: url.host,
     port: url.port,
@@ -198,7 +207,9 @@ function connectRedis(store: Extract<SidecarConfig['store'], { type: 'redis' }>,
     password: secrets.password ? () => secrets.password!.value : undefined,
     commandTimeoutMs: store.commandTimeoutMs,
     onStateChange: (up, error) =>
-      up ? log.info('budget store connected', { url: store.url }) : log.warn('budget store unreachable', { url: store.url, error, onUnavailable: store.onUnavailable }),
+      up
+        ? log.info('budget store connected', { url: secrets.url })
+        : log.warn('budget store unreachable', { url: secrets.url, error, onUnavailable: store.onUnavailable }),
   });
 }
 

@@ -46,15 +46,21 @@ export const LoopGuardSchema = z
   })
   .describe('Guards per agent run (x-agent-run-id). A tripped guard answers loop_detected.');
 
+/** A Redis URL without credentials (they go in username/password). */
+export const REDIS_URL = /^rediss?:\/\/[^/\s@]+(\/\d{1,2})?$/;
+export const REDIS_URL_ERROR = 'must be redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB] (TLS), without credentials';
+
 export const StoreSchema = z
   .discriminatedUnion('type', [
     z.strictObject({ type: z.literal('memory') }),
     z.strictObject({
       type: z.literal('redis'),
       url: z
-        .string()
-        .regex(/^rediss?:\/\/[^/\s]+(\/\d{1,2})?$/, { error: 'must be redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB] (TLS), without credentials' })
-        .describe('redis://host:6379/0, or rediss:// for TLS. Credentials go in username/password.'),
+        .union([
+          z.string().regex(REDIS_URL, { error: REDIS_URL_ERROR }),
+          SecretRefSchema.describe('A file or variable holding the URL: for endpoints known only once the cloud side is applied.'),
+        ])
+        .describe('redis://host:6379/0, or rediss:// for TLS, or a reference to one. Credentials go in username/password.'),
       username: z.string().min(1).optional().describe('ACL user (Redis 6+).'),
       password: SecretRefSchema.optional().describe('AUTH password or token, by reference.'),
       tls: z

@@ -160,6 +160,15 @@ describe('--config', () => {
     }
   });
 
+  test('a Redis URL read from a reference is checked at start, without echoing it', async () => {
+    const urlFile = tempFile('redis-url', 'rediss://default:hunter2@cache.example:6379\n');
+    const config = { ...validConfig(), store: { type: 'redis', url: { file: urlFile } } };
+    const { code, stderr } = await Sidecar.run(['--config', writeConfig(config as never), '--check'], { CHECK_KEY: 'sk-x' });
+    expect(code).toBe(78);
+    expect(stderr).toMatch(/^ {2}store\.url: the referenced value must be redis:\/\/HOST:PORT/m);
+    expect(stderr).not.toContain('hunter2');
+  });
+
   test('a config file that is not JSON exits 78', async () => {
     const { code, stderr } = await Sidecar.run(['--config', tempFile('broken.json', '{"version": 1,')]);
     expect(code).toBe(78);

@@ -188,9 +188,10 @@ describe('managed Redis: AUTH and TLS', () => {
       redis,
       {
         rateLimits: [{ scope: 'agent', unit: 'requests', perMinute: 1 }],
-        store: { type: 'redis', url: redis.url, password: { env: 'REDIS_AUTH' }, tls: { caFile: redis.caFile }, commandTimeoutMs: 1_000 },
+        // The URL too comes by reference, the way the cloud side hands over an endpoint it learns at apply time.
+        store: { type: 'redis', url: { env: 'REDIS_URL' }, password: { env: 'REDIS_AUTH' }, tls: { caFile: redis.caFile }, commandTimeoutMs: 1_000 },
       },
-      { REDIS_AUTH: 's3cret-token' },
+      { REDIS_AUTH: 's3cret-token', REDIS_URL: redis.url },
     );
     try {
       expect([await outcome(openai.chat.completions.create(chatBody('a'))), await outcome(openai.chat.completions.create(chatBody('b')))]).toEqual([200, '429 rate_limited']);
