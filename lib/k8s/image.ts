@@ -1,0 +1,63 @@
+/**
+ * Container images, pinned: a floating tag makes two synths of the same code run different
+ * software, and a rollback roll forward.
+ */
+import { ImagePullPolicy } from 'cdk8s-plus-28';
+
+const DIGEST = /@sha256:[a-f0-9]{64}$/;
+/** A version with at least major.minor (1.4, v1.4.2, 20.20.2-bookworm-slim). A bare major (node:20) moves. */
+const VERSION_TAG = /^v?\d+\.\d+(\.\d+)*([-+_.][0-9A-Za-z][0-9A-Za-z._-]*)?$/;
+/** A commit (sha-1a2b3c4, git-1a2b3c4d, 1a2b3c4d) or a dated build (2024-05-01, 20240501.1). */
+const BUILD_TAG = /^((sha-|git-|g)?[0-9a-f]{7,64}|\d{4}-?\d{2}-?\d{2}([-T._][0-9A-Za-z._-]+)?)$/;
+
+/** Throws unless `ref` names an image by digest or by a version tag. */
+export function checkPinnedImage(prop: string, ref: string): void {
+  if (!ref || /\s/.test(ref)) throw new Error(`'${prop}' ('${ref}') is not an image reference.`);
+  const fix = `pin a version tag (${example(ref)}:1.4.2) or a digest (${example(ref)}@sha256:...)`;
+  if (DIGEST.test(ref)) return;
+  if (ref.includes('@')) throw new Error(`'${prop}' (${ref}) has a malformed digest: ${fix}.`);
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  if (colon <= slash) throw new Error(`'${prop}' (${ref}) has no tag, so it runs whatever 'latest' is at pull time: ${fix}.`);
+  const tag = ref.slice(colon + 1);
+  if (tag === 'latest') throw new Error(`'${prop}' (${ref}) uses 'latest': ${fix}.`);
+  if (!VERSION_TAG.test(tag) && !BUILD_TAG.test(tag)) {
+    throw new Error(`'${prop}' (${ref}) uses the floating tag '${tag}': ${fix}.`);
+  }
+}
+
+function example(ref: string): string {
+  const at = ref.indexOf('@');
+  const base = at < 0 ? ref : ref.slice(0, at);
+  const slash = base.lastIndexOf('/');
+  const colon = base.lastIndexOf(':');
+  return colon > slash ? base.slice(0, colon) : base;
+}
+
+/** Options for `AgentImage.fromRegistry`. */
+export interface AgentImageOptions {
+  /**
+   * When the kubelet pulls the image.
+   * @default ImagePullPolicy.IF_NOT_PRESENT (a pinned image never changes under its tag)
+   */
+  readonly pullPolicy?: ImagePullPolicy;
+}
+
+/** The agent's container image, pinned by version tag or digest. */
+export class AgentImage {
+  /**
+   * An image from a registry: `ghcr.io/acme/support:1.4.2` or `ghcr.io/acme/support@sha256:...`.
+   * `latest`, no tag, or a floating tag (`main`, `stable`, `20`) are errors.
+   */
+  public static fromRegistry(ref: string, options: AgentImageOptions = {}): AgentImage {
+    checkPinnedImage('image', ref);
+    return new AgentImage(ref, options.pullPolicy ?? ImagePullPolicy.IF_NOT_PRESENT);
+  }
+
+  private constructor(
+    /** The image reference. */
+    public readonly ref: string,
+    /** When the kubelet pulls it. */
+    public readonly pullPolicy: ImagePullPolicy,
+  ) {}
+}

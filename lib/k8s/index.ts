@@ -1,0 +1,46 @@
+// The public API of the Kubernetes constructs; helpers shared between them stay internal.
+export {
+  AgentService,
+  AGENT_CONFIG_DIR,
+  AGENT_CONTAINER_NAME,
+  PLACEHOLDER_API_KEY,
+  SIDECAR_CONTAINER_NAME,
+  type AgentServiceProps,
+} from './agent-service';
+export { LlmGateway, GATEWAY_CONTAINER_NAME, type LlmGatewayProps } from './llm-gateway';
+export { AgentImage, type AgentImageOptions } from './image';
+export { SystemPrompt } from './system-prompt';
+export { AgentTool, type HttpToolOptions, type ToolDefinition } from './tool';
+export {
+  LlmProvider,
+  type AzureOpenAiProviderOptions,
+  type HostedProviderOptions,
+  type LlmProviderOptions,
+  type OpenAiCompatibleProviderOptions,
+} from './provider';
+export { ApproverToken, SecretKey, SecretStoreKind, SecretStoreRef } from './secrets';
+export { Budget, BudgetPeriod, BudgetScope, BudgetUnit, RateLimit, RateLimitUnit } from './budgets';
+export { BudgetStore, StoreUnavailableBehavior, type RedisStoreOptions } from './budget-store';
+export { LoopGuard, type LoopGuardOptions } from './loop-guard';
+export { Guardrails, GuardrailAction, type DenyPattern, type GuardrailsOptions } from './guardrails';
+export { GatewayCache, type GatewayCacheOptions } from './gateway-cache';
+export { GatewaySigningKeys } from './signing-keys';
+export {
+  SidecarDelivery,
+  BUNDLE_PATH_ENV,
+  MAX_BUNDLE_CONFIGMAP_BYTES,
+  NODE_IMAGE,
+  type ConfigMapDeliveryOptions,
+  type SidecarBundle,
+} from './sidecar-delivery';
+export { IN_FLIGHT_METRIC, type Autoscaling } from './scaling';
+export { CHECKSUM_ANNOTATION } from './pod';
+export { NON_INTERNET_RANGES } from './network';
+export {
+  ADMIN_PORT_NAME,
+  RUNTIME_ADMIN_PORT,
+  RUNTIME_BUNDLE_DIR,
+  RUNTIME_CONFIG_DIR,
+  RUNTIME_PROXY_PORT,
+  RUNTIME_SECRETS_DIR,
+} from './runtime-container';
