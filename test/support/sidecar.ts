@@ -17,6 +17,8 @@ export interface SidecarOptions {
   /** Raw arguments instead (quick mode). */
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** The program and its leading arguments (a container's command); default: node with the shipped flags and dist/sidecar.js. */
+  command?: readonly string[];
 }
 
 export class Sidecar {
@@ -35,7 +37,8 @@ export class Sidecar {
   /** Starts a sidecar and waits until it listens. */
   static async start(options: SidecarOptions): Promise<Sidecar> {
     const args = options.args ?? ['--config', writeConfig(options.config!)];
-    const child = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, SIDECAR, ...args], {
+    const [program, ...leading] = options.command ?? [process.execPath, ...SIDECAR_NODE_FLAGS, SIDECAR];
+    const child = spawn(program, [...leading, ...args], {
       env: { PATH: process.env.PATH, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
