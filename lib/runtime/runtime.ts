@@ -121,6 +121,11 @@ export class Runtime implements ServerContext {
       this.metrics.watchStore(() => redis.isUp);
     }
     this.policy = new PolicyEngine(config, this.metrics, this.redis);
+    if (config.budgets.some((b) => b.scope === 'agent' || b.scope === 'team')) {
+      const served = config.gateway ? config.gateway.agents.map((a) => ({ agent: a.name, team: a.team })) : [{ agent: this.agent, team: config.agent?.team }];
+      const policy = this.policy;
+      this.metrics.watchBudgets(() => policy.budgetUsage(served));
+    }
     this.cache = !config.cache
       ? null
       : this.redis && config.store.type === 'redis'

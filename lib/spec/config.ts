@@ -322,7 +322,14 @@ export const SidecarConfigSchema = z
 
 /** Cross-field rules of the policy sections; the input is unchecked (see the caller). */
 function checkPolicyReferences(config: Record<string, unknown>, ctx: z.RefinementCtx): void {
-  const team = (config.agent as { team?: unknown } | undefined)?.team;
+  // A team budget needs a team: the sidecar's own, or in gateway mode at least one connected agent's.
+  const gatewayAgents = (config.gateway as { agents?: unknown } | undefined)?.agents;
+  const team =
+    config.mode === 'gateway'
+      ? Array.isArray(gatewayAgents) && gatewayAgents.some((a: { team?: unknown } | null) => a?.team !== undefined)
+        ? true
+        : undefined
+      : (config.agent as { team?: unknown } | undefined)?.team;
   for (const section of ['budgets', 'rateLimits'] as const) {
     const list = config[section];
     if (!Array.isArray(list)) continue;
@@ -330,7 +337,14 @@ function checkPolicyReferences(config: Record<string, unknown>, ctx: z.Refinemen
     list.forEach((item: Record<string, unknown> | null, i) => {
       if (!item || typeof item !== 'object') return;
       if (item.scope === 'team' && team === undefined) {
-        ctx.addIssue({ code: 'custom', path: [section, i, 'scope'], message: 'team needs agent.team: set the team whose budget this is, or use another scope' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [section, i, 'scope'],
+          message:
+            config.mode === 'gateway'
+              ? 'team needs at least one gateway.agents[].team: give the connected agents their teams, or use another scope'
+              : 'team needs agent.team: set the team whose budget this is, or use another scope',
+        });
       }
       const key = JSON.stringify([item.scope, item.unit, item.period]);
       const first = seen.get(key);

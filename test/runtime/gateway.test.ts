@@ -44,6 +44,8 @@ beforeAll(async () => {
         ],
       },
       rateLimits: [{ scope: 'agent', unit: 'requests', perMinute: 3 }],
+      // Kept for the verified agent's team; research, connected without a team, is under none.
+      budgets: [{ scope: 'team', unit: 'tokens', period: 'day', limit: 1_000_000 }],
     },
     env: { GW_OPENAI_KEY: 'sk-provider-openai', GW_ANTHROPIC_KEY: 'sk-ant-provider' },
   });
@@ -127,4 +129,13 @@ describe('the gateway refuses', () => {
     expect(once).toBeDefined();
     expect(fake.requests).toHaveLength(1);
   });
+});
+
+test('a team budget counts the calls of the team\'s agents; an agent without a team is under none', async () => {
+  const text = await gateway.metricsText();
+  const series = text.split('\n').filter((l) => l.startsWith('budget_usage_ratio{'));
+  expect(series).toHaveLength(1);
+  expect(series[0]).toContain('agent="support"');
+  expect(series[0]).toContain('scope="team"');
+  expect(Number(series[0].split(' ').pop())).toBeGreaterThan(0);
 });

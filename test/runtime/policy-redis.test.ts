@@ -74,6 +74,10 @@ describe('two sidecars sharing one Redis', () => {
     expect(rejectedBy[0] + rejectedBy[1]).toBe(50 - fits);
     expect(rejectedBy[0]).toBeGreaterThan(0);
     expect(rejectedBy[1]).toBeGreaterThan(0);
+    // Both replicas report the shared budget's use from Redis: the same ratio, near the cap.
+    const ratios = await Promise.all(sidecars.map(async (s) => sumSamples(await s.metricsText(), 'budget_usage_ratio', { scope: 'agent', unit: 'usd', period: 'day' })));
+    expect(ratios[0]).toBeCloseTo(fits / (fits + 0.5), 6);
+    expect(ratios[1]).toBe(ratios[0]);
   });
 
   test('enforce one global rate limit', async () => {

@@ -37,6 +37,28 @@ function useSidecar(overrides: Partial<SidecarConfigInput>, options: { openaiOnl
   return ctx;
 }
 
+describe('budget usage for alerting', () => {
+  const ctx = useSidecar({
+    agent: { name: 'test-agent', team: 'care' },
+    budgets: [
+      { scope: 'agent', unit: 'tokens', period: 'day', limit: 1_000 },
+      { scope: 'team', unit: 'usd', period: 'month', limit: 10 },
+      { scope: 'user', unit: 'tokens', period: 'day', limit: 500 },
+    ],
+  });
+
+  test('budget_usage_ratio shows the share of each agent and team budget used in its window; never per user', async () => {
+    fake.defaultStep = { usage: { input: 150, output: 50 } };
+    await ctx.openai.chat.completions.create(chatBody('first'), { headers: { 'x-agent-user': 'u1' } });
+    await ctx.openai.chat.completions.create(chatBody('second'), { headers: { 'x-agent-user': 'u2' } });
+    const text = await ctx.sidecar.metricsText();
+    // 2 x 200 tokens of 1,000; 400 tokens at $1,000 per million = $0.40 of $10.
+    expect(sumSamples(text, 'budget_usage_ratio', { agent: 'test-agent', scope: 'agent', unit: 'tokens', period: 'day' })).toBeCloseTo(0.4, 6);
+    expect(sumSamples(text, 'budget_usage_ratio', { agent: 'test-agent', scope: 'team', unit: 'usd', period: 'month' })).toBeCloseTo(0.04, 6);
+    expect(text).not.toMatch(/budget_usage_ratio\{[^}]*scope="user"/);
+  });
+});
+
 describe('a budget under 50 concurrent requests', () => {
   const content = 'What is the status of order 1234?';
   const perRequest = reservedTokens(content); // tokens, and dollars per thousand

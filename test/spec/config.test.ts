@@ -259,6 +259,15 @@ describe('problems are all reported at once, each by its path', () => {
     ]);
   });
 
+  test('a team budget in gateway mode needs a connected agent with a team', () => {
+    const budgets = [{ scope: 'team', unit: 'usd', period: 'day', limit: 5 }];
+    const withTeam = { agents: [{ name: 'support', team: 'care', signingKey: { file: '/k/support' } }] };
+    expect(validateSidecarConfig({ version: 1, mode: 'gateway', gateway: withTeam, providers: [{ name: 'a', type: 'anthropic' }], budgets }).issues).toEqual([]);
+    expect(validateSidecarConfig({ version: 1, mode: 'gateway', gateway: GATEWAY, providers: [{ name: 'a', type: 'anthropic' }], budgets }).issues).toEqual([
+      { path: 'budgets[0].scope', message: 'team needs at least one gateway.agents[].team: give the connected agents their teams, or use another scope' },
+    ]);
+  });
+
   test('formatPath', () => {
     expect(formatPath(['providers', 1, 'baseUrl'])).toBe('providers[1].baseUrl');
     expect(formatPath(['timeouts', 'firstByteMs'])).toBe('timeouts.firstByteMs');

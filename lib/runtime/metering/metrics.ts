@@ -184,6 +184,20 @@ export class RuntimeMetrics {
     });
   }
 
+  /** Exposes budget_usage_ratio: used / limit of each agent- and team-scope budget's current window. */
+  watchBudgets(usage: () => Promise<ReadonlyArray<{ agent: string; scope: string; unit: string; period: string; used: number; limit: number }>>): void {
+    new Gauge({
+      name: 'budget_usage_ratio',
+      help: 'Share of an agent- or team-scope budget used in its current calendar window (UTC); 1 is exhausted.',
+      labelNames: ['agent', 'scope', 'unit', 'period'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const u of await usage()) this.set({ agent: u.agent, scope: u.scope, unit: u.unit, period: u.period }, u.used / u.limit);
+      },
+    });
+  }
+
   /** The in-flight request count of an agent (incremented and decremented by the caller). */
   inFlightOf(agent: string): { value: number } {
     let counter = this.inFlight.get(agent);

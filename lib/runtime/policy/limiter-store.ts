@@ -55,6 +55,8 @@ export type ReserveResult =
 export interface LimiterStore {
   reserve(checks: readonly Check[], now: number): Promise<ReserveResult>;
   settle(adjustments: readonly Adjustment[], now: number): Promise<void>;
+  /** What budget keys hold now (0 for a key that does not exist): for the usage gauge. */
+  read(keys: readonly string[], now: number): Promise<number[]>;
 }
 
 /** Rates like 14 per minute make fractional intervals: sums of them may not exceed the window by rounding. */
@@ -93,6 +95,10 @@ export class MemoryLimiterStore implements LimiterStore {
   settle(adjustments: readonly Adjustment[], now: number): Promise<void> {
     this.settleNow(adjustments, now);
     return Promise.resolve();
+  }
+
+  read(keys: readonly string[], now: number): Promise<number[]> {
+    return Promise.resolve(keys.map((key) => this.current(key, now)));
   }
 
   /** The same, synchronously (single-threaded: check-then-apply cannot interleave). */

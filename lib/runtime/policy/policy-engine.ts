@@ -77,6 +77,16 @@ interface Meta {
   readonly amountAlone?: boolean;
 }
 
+/** One budget's use in its current window. */
+export interface BudgetUsage {
+  readonly agent: string;
+  readonly scope: 'agent' | 'team';
+  readonly unit: 'usd' | 'tokens';
+  readonly period: Period;
+  readonly used: number;
+  readonly limit: number;
+}
+
 export class PolicyEngine {
   private readonly primary: LimiterStore;
   private readonly local: MemoryLimiterStore | null;
@@ -238,13 +248,40 @@ export class PolicyEngine {
     return { checks, metas };
   }
 
+  /**
+   * How much of each agent- and team-scope budget the current window has used, per agent this
+   * process serves (its own, or in gateway mode every connected one). Read at scrape time; no
+   * samples when the store cannot be read (budget_store_up says why).
+   */
+  async budgetUsage(agents: readonly Identity[], now = Date.now()): Promise<BudgetUsage[]> {
+    const samples: Array<Omit<BudgetUsage, 'used'>> = [];
+    const keys: string[] = [];
+    for (const b of this.config.budgets) {
+      if (b.scope !== 'agent' && b.scope !== 'team') continue;
+      const { start } = windowOf(b.period, now);
+      for (const identity of agents) {
+        if (b.scope === 'team' && identity.team === undefined) continue;
+        keys.push(`${this.prefix}b:${b.scope}:${this.scopeId(b.scope, identity)}:${b.unit}:${b.period}:${start}`);
+        samples.push({ agent: identity.agent, scope: b.scope, unit: b.unit, period: b.period, limit: b.limit });
+      }
+    }
+    if (!keys.length) return [];
+    try {
+      const used = await this.primary.read(keys, now);
+      return samples.map((s, i) => ({ ...s, used: used[i] }));
+    } catch {
+      return [];
+    }
+  }
+
   /** The key of a scope for this request; undefined when the scope does not apply (no run id). */
   private scopeId(scope: Scope, identity: Identity): string | undefined {
     switch (scope) {
       case 'agent':
         return identity.agent;
       case 'team':
-        return identity.team ?? identity.agent;
+        // In gateway mode an agent connected without a team is under no team budget.
+        return identity.team;
       case 'user':
         // Users are kept per agent; requests without x-agent-user share one anonymous budget.
         return `${identity.agent}:${identity.user === undefined ? ANONYMOUS : keyPart(identity.user)}`;

@@ -191,6 +191,12 @@ export class RedisLimiterStore implements LimiterStore {
     return new Promise((resolve, reject) => batch.settled.push({ resolve, reject }));
   }
 
+  async read(keys: readonly string[]): Promise<number[]> {
+    if (!keys.length) return [];
+    const values = (await this.client.call(['MGET', ...keys])) as Array<string | Buffer | null>;
+    return values.map((v) => (v === null ? 0 : Number(v.toString())) || 0);
+  }
+
   private current(now: number): Batch {
     if (!this.batch) {
       this.batch = { now, adjustments: new Map(), settled: [], requests: [] };
