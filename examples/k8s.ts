@@ -10,14 +10,19 @@ import * as path from 'node:path';
 import { App, Chart, Duration, YamlOutputType } from 'cdk8s';
 import { Namespaces, Pods } from 'cdk8s-plus-28';
 import {
+  AgentAlerts,
+  AgentDashboards,
   AgentImage,
+  AgentMonitoring,
   AgentService,
   AgentTool,
   ApproverToken,
   Budget,
+  BudgetGuard,
   BudgetStore,
   GatewayCache,
   Guardrails,
+  K8sRules,
   LlmGateway,
   LlmProvider,
   LoopGuard,
@@ -25,6 +30,10 @@ import {
   SecretKey,
   SecretStoreRef,
   SystemPrompt,
+  QueueWorker,
+  WarmPool,
+  WarmPoolSize,
+  WorkerQueue,
 } from '../lib';
 
 const app = new App({ yamlOutputType: YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE });
@@ -72,7 +81,7 @@ const ingress = Pods.select(chart, 'IngressNginx', {
   namespaces: Namespaces.select(chart, 'IngressNamespace', { names: ['ingress-nginx'] }),
 });
 
-new AgentService(chart, 'SupportChat', {
+const supportChat = new AgentService(chart, 'SupportChat', {
   image: AgentImage.fromRegistry('ghcr.io/acme/support-chat:1.4.2'),
   systemPrompt: SystemPrompt.fromFile(path.join(__dirname, 'prompts', 'support.md')),
   model: 'gpt-4o-mini',
@@ -118,11 +127,82 @@ new AgentService(chart, 'SupportChat', {
     }),
   ],
   approvals: ApproverToken.fromSecret('support-chat-approvers', 'token'),
-  budgets: [Budget.usdPerDay(50), Budget.usdPerMonth(5).forUser(), Budget.usdPerDay(2).forRun()],
-  rateLimits: [RateLimit.requestsPerMinute(20).forUser()],
-  loopGuard: LoopGuard.of({ maxIterations: 25, maxCostUsd: 1, maxDuration: Duration.minutes(10), maxRepeats: 4 }),
+  // Budgets, rate limits and the loop guard: SupportBudgets below.
   guardrails: Guardrails.defaults(),
   store: store(),
 });
 
+// ---------------------------------------------------------------------------------------------
+// Background research worker: takes research tasks from SQS (support-chat hands them over),
+// scaled by KEDA on the queue, kept warm by a WarmPool, budgets per agent and per end user in the
+// shared Redis. The queue, the worker's IAM role (IRSA) and KEDA's role are created by the cloud
+// side; they are literals here until the platform spec hands their names over.
+const RESEARCH_QUEUE_URL = 'https://sqs.eu-central-1.amazonaws.com/123456789012/agents-research-worker';
+const RESEARCH_WORKER_ROLE_ARN = 'arn:aws:iam::123456789012:role/agents-research-worker';
+const KEDA_ROLE_ARN = 'arn:aws:iam::123456789012:role/agents-keda';
+
+const researchWorker = new QueueWorker(chart, 'ResearchWorker', {
+  image: AgentImage.fromRegistry('ghcr.io/acme/research-worker:0.9.3'),
+  systemPrompt: SystemPrompt.fromFile(path.join(__dirname, 'prompts', 'research.md')),
+  model: 'gpt-4o-mini',
+  team: 'customer-care',
+  gateway,
+  queue: WorkerQueue.sqs({ queueUrl: RESEARCH_QUEUE_URL, roleArn: RESEARCH_WORKER_ROLE_ARN, scalerRoleArn: KEDA_ROLE_ARN }),
+  // Below the queue's visibility timeout (15 minutes): a task still running is never handed to a second pod.
+  maxTaskDuration: Duration.minutes(10),
+  minReplicas: 1,
+  maxReplicas: 8,
+  // The worker's own health endpoint: probes only (no callers are allowed in).
+  port: 8080,
+  healthPath: '/healthz',
+  adminAccessFrom: [prometheus],
+  budgets: [Budget.usdPerDay(100), Budget.usdPerDay(5).forUser(), Budget.usdPerDay(3).forRun()],
+  loopGuard: LoopGuard.of({ maxIterations: 40, maxCostUsd: 3, maxDuration: Duration.minutes(10), maxRepeats: 4 }),
+  guardrails: Guardrails.defaults(),
+  store: store(),
+});
+new WarmPool(chart, 'ResearchWarmPool', {
+  agent: researchWorker,
+  // One idle worker beyond the backlog, room for one more pod on the nodes, images on every node.
+  readyBuffer: WarmPoolSize.replicas(1),
+  placeholders: WarmPoolSize.replicas(1),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Budgets and observability. kube-prometheus-stack (release `kube-prometheus-stack`, namespace
+// `monitoring`) picks up monitors and rules labelled with its release, and dashboards labelled
+// grafana_dashboard: "1" in its namespace.
+const kubePrometheusStack = { release: 'kube-prometheus-stack' };
+
+// The support agent's spending caps, per agent, per end user and per run, with its loop guard, kept
+// in the shared Redis (fail-closed when it is unreachable); with the alerts watching them.
+new BudgetGuard(chart, 'SupportBudgets', {
+  budgets: [Budget.usdPerDay(50), Budget.usdPerMonth(5).forUser(), Budget.usdPerDay(2).forRun()],
+  rateLimits: [RateLimit.requestsPerMinute(20).forUser()],
+  loopGuard: LoopGuard.of({ maxIterations: 25, maxCostUsd: 1, maxDuration: Duration.minutes(10), maxRepeats: 4 }),
+  store: store(),
+  agents: [supportChat],
+  alerts: { labels: kubePrometheusStack },
+});
+// A ceiling per calling agent at the gateway, whatever each agent declares itself.
+new BudgetGuard(chart, 'GatewayBudgets', {
+  budgets: [Budget.usdPerDay(500)],
+  rateLimits: [RateLimit.tokensPerMinute(2_000_000)],
+  store: store(),
+  gateways: [gateway],
+  alerts: { labels: kubePrometheusStack },
+});
+// The research worker's own budgets are inline; its alerts without a guard.
+new AgentAlerts(chart, 'ResearchAlerts', { agents: [researchWorker], labels: kubePrometheusStack });
+
+new AgentMonitoring(chart, 'Monitoring', {
+  prometheus,
+  labels: kubePrometheusStack,
+  agents: [supportChat, researchWorker],
+  gateways: [gateway],
+});
+new AgentDashboards(chart, 'Dashboards', { name: 'cdk-agents', namespace: 'monitoring', folder: 'AI agents' });
+
+// The cdk-agents rule pack (AGT-K8S-1...): any error finding fails the synth, listed.
+K8sRules.applyTo(app);
 app.synth();

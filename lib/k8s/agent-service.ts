@@ -13,6 +13,7 @@ import type { ExternalSecret } from '../imports/external-secrets.io_externalsecr
 import type { SidecarConfig, SidecarConfigInput } from '../spec';
 import { BudgetScope, isSharedScope, type Budget, type RateLimit } from './budgets';
 import { BudgetStore } from './budget-store';
+import type { BudgetGuardGrant } from './budget-guard';
 import { checkConfig, compact, setPath, type ConfigContext } from './config-check';
 import { SecretBinder, type BoundSecret } from './external-secrets';
 import type { Guardrails } from './guardrails';
@@ -273,6 +274,27 @@ export interface GatewayConnection {
   readonly signingAwsSecretId?: string;
 }
 
+/**
+ * @internal How a subclass runs the agent's pods instead of a fixed count or an HPA: a queue
+ * worker whose replica count KEDA owns, or whose pods are Jobs.
+ */
+export interface AgentWorkload {
+  /** The construct kind, in errors: "QueueWorker". */
+  readonly kind: string;
+  /** Fewest pods (a PodDisruptionBudget from 2). */
+  readonly minPods: number;
+  /** Most pods at once (the shared-budget check). */
+  readonly maxPods: number;
+  /** "up to 10 replicas", in errors. */
+  readonly describePods: string;
+  /** Emit the Deployment, without `replicas` (the scaler owns them); false: the pod template goes into a ScaledJob. */
+  readonly deployment: boolean;
+  /** Each task runs in a fresh pod, so per-pod counters start at zero for every task. */
+  readonly podPerTask: boolean;
+  /** The longest task, in seconds: the grace period lets a terminating pod finish it before the sidecar drains. */
+  readonly taskSeconds: number;
+}
+
 interface BoundProvider {
   readonly provider: LlmProvider;
   readonly keyFile?: string;
@@ -286,8 +308,6 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
   public readonly namespace?: string;
   /** The labels the Deployment selects its pods by. */
   public readonly selectorLabels: Record<string, string>;
-  /** The Deployment (the construct's default child, id 'Resource'). */
-  public readonly deployment: k8s.KubeDeployment;
   /** The pods' ServiceAccount (no API token unless `serviceAccountToken`). */
   public readonly serviceAccount: kplus.ServiceAccount;
   /** prompt.md and tools.json, mounted read-only into the agent container. */
@@ -300,8 +320,6 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
   public readonly service?: kplus.Service;
   /** The default-deny NetworkPolicy selecting the agent's pods. */
   public readonly networkPolicy: kplus.NetworkPolicy;
-  /** maxUnavailable 1, when at least 2 pods run. */
-  public readonly podDisruptionBudget?: k8s.KubePodDisruptionBudget;
   /** The HorizontalPodAutoscaler, with `autoscaling`. */
   public readonly autoscaler?: k8s.KubeHorizontalPodAutoscalerV2;
   /** The agent's port, if any. */
@@ -314,14 +332,20 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
   private readonly props: AgentServiceProps;
   private readonly replicas?: number;
   private readonly maxPods: number;
-  private readonly store: BudgetStore;
+  private readonly worker?: AgentWorkload;
+  private readonly _deployment?: k8s.KubeDeployment;
+  private _podDisruptionBudget?: k8s.KubePodDisruptionBudget;
+  /** Pods a WarmPool keeps ready above the autoscaler's floor. */
+  private readyBuffer = 0;
+  private store: BudgetStore;
   private readonly delivery: SidecarDelivery;
   private readonly bundle?: SidecarBundle;
   private readonly drainSeconds: number;
   private readonly gracePeriodSeconds: number;
   private readonly agentResources: k8s.ResourceRequirements;
   private readonly sidecarResources: k8s.ResourceRequirements;
-  private readonly rules: PolicyRules;
+  /** The NetworkPolicy's rules (subclasses open what they add, once). */
+  protected readonly rules: PolicyRules;
   private readonly sidecarSecrets: SecretBinder;
   private readonly agentSecrets: SecretBinder;
   private readonly sidecarMounts = new SecretMounts();
@@ -333,17 +357,24 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
   private readonly secretEnv = new Map<string, BoundSecret>();
   private readonly overrides = new Map<string, unknown>();
   private readonly wiring: RuntimeWiring;
-  private readonly storeConfig: NonNullable<SidecarConfigInput['store']>;
+  private storeConfig: NonNullable<SidecarConfigInput['store']>;
+  /** The loop guard of an attached BudgetGuard. */
+  private guardLoopGuard?: LoopGuard;
   private approvalsFile?: string;
   private connection?: GatewayConnection;
   private signingKeyFile?: string;
   private constructed = false;
 
-  constructor(scope: Construct, id: string, props: AgentServiceProps) {
+  /**
+   * @param worker @internal set by subclasses (QueueWorker) whose pods a scaler or Jobs run
+   */
+  constructor(scope: Construct, id: string, props: AgentServiceProps, worker?: AgentWorkload) {
     super(scope, id);
     this.props = props;
-    this.name = resolveName('AgentService', id, props.name);
-    this.owner = `AgentService '${this.name}'`;
+    this.worker = worker;
+    const kind = worker?.kind ?? 'AgentService';
+    this.name = resolveName(kind, id, props.name);
+    this.owner = `${kind} '${this.name}'`;
     this.namespace = resolveNamespace(this, props.namespace);
     this.selectorLabels = selectorLabels(this.name, COMPONENT);
     this.labels = commonLabels(this.name, COMPONENT);
@@ -357,8 +388,8 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
         `${this.owner}: 'gateway' and 'providers' are both set. The agent reaches LLMs either through the gateway (which holds the keys) or directly with its own providers: remove one.`,
       );
     }
-    this.replicas = resolveReplicas(this.owner, props.replicas, props.autoscaling, 2);
-    this.maxPods = props.autoscaling ? props.autoscaling.maxReplicas : this.replicas!;
+    this.replicas = worker ? undefined : resolveReplicas(this.owner, props.replicas, props.autoscaling, 2);
+    this.maxPods = worker ? worker.maxPods : props.autoscaling ? props.autoscaling.maxReplicas : this.replicas!;
     if (props.port !== undefined) checkPort(`${this.owner}: 'port'`, props.port);
     if (props.port === RUNTIME_PROXY_PORT || props.port === RUNTIME_ADMIN_PORT) {
       throw new Error(`${this.owner}: 'port' (${props.port}) is the sidecar's; pick another port for the agent.`);
@@ -367,10 +398,12 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
     if (props.healthPath !== undefined && !props.healthPath.startsWith('/')) throw new Error(`${this.owner}: 'healthPath' ('${props.healthPath}') must start with '/'.`);
     this.drainSeconds = Math.ceil((props.drainTimeout ?? DEFAULT_DRAIN).toSeconds({ integral: false }));
     if (this.drainSeconds < 1) throw new Error(`${this.owner}: 'drainTimeout' must be at least 1 second.`);
-    this.gracePeriodSeconds = props.terminationGracePeriod?.toSeconds() ?? this.drainSeconds + SHUTDOWN_MARGIN_SECONDS;
-    if (this.gracePeriodSeconds <= this.drainSeconds) {
+    const taskSeconds = worker?.taskSeconds ?? 0;
+    this.gracePeriodSeconds = props.terminationGracePeriod?.toSeconds() ?? taskSeconds + this.drainSeconds + SHUTDOWN_MARGIN_SECONDS;
+    if (this.gracePeriodSeconds <= taskSeconds + this.drainSeconds) {
+      const floor = taskSeconds ? `'maxTaskDuration' plus 'drainTimeout' (${taskSeconds}s + ${this.drainSeconds}s)` : `'drainTimeout' (${this.drainSeconds}s)`;
       throw new Error(
-        `${this.owner}: 'terminationGracePeriod' (${this.gracePeriodSeconds}s) must exceed 'drainTimeout' (${this.drainSeconds}s), or in-flight calls are killed mid-drain. Raise it to ${this.drainSeconds + SHUTDOWN_MARGIN_SECONDS}s or more.`,
+        `${this.owner}: 'terminationGracePeriod' (${this.gracePeriodSeconds}s) must exceed ${floor}, or in-flight calls are killed mid-drain. Raise it to ${taskSeconds + this.drainSeconds + SHUTDOWN_MARGIN_SECONDS}s or more.`,
       );
     }
     this.agentResources = kubeResources('resources', props.resources, AGENT_RESOURCES);
@@ -414,10 +447,12 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
     this.rules.allowDns();
     this.wiring = { owner: this.owner, secrets: this.sidecarSecrets, mounts: this.sidecarMounts, rules: this.rules };
 
-    this.deployment = new k8s.KubeDeployment(this, 'Resource', {
-      metadata: metadata(this.name),
-      spec: Lazy.any({ produce: () => this.deploymentSpec() }),
-    });
+    if (!worker || worker.deployment) {
+      this._deployment = new k8s.KubeDeployment(this, 'Resource', {
+        metadata: metadata(this.name),
+        spec: Lazy.any({ produce: () => this.deploymentSpec() }),
+      });
+    }
     if (props.port !== undefined) {
       this.service = new kplus.Service(this, 'Service', {
         metadata: metadata(this.name),
@@ -426,8 +461,13 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
       });
     }
     const workload = { name: this.name, namespace: this.namespace, labels: this.labels, selector: this.selectorLabels };
-    if (minimumReplicas(this.replicas, props.autoscaling) >= 2) this.podDisruptionBudget = disruptionBudget(this, 'DisruptionBudget', workload);
-    if (props.autoscaling) this.autoscaler = horizontalAutoscaler(this, 'Autoscaler', workload, props.autoscaling);
+    const minPods = worker ? (worker.deployment ? worker.minPods : 0) : minimumReplicas(this.replicas, props.autoscaling);
+    if (minPods >= 2) this._podDisruptionBudget = disruptionBudget(this, 'DisruptionBudget', workload);
+    if (props.autoscaling) {
+      const floor = props.autoscaling.minReplicas;
+      const minReplicas: number = Lazy.any({ produce: () => floor + this.readyBuffer });
+      this.autoscaler = horizontalAutoscaler(this, 'Autoscaler', workload, { ...props.autoscaling, minReplicas });
+    }
 
     this.storeConfig = wireStore(this.wiring, this.store);
     if (props.approvals) {
@@ -449,6 +489,50 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
     this.node.addValidation({ validate: () => this.validateAtSynth() });
   }
 
+  /** The Deployment (the construct's default child, id 'Resource'). A QueueWorker in Job mode has none: its pods are Jobs. */
+  public get deployment(): k8s.KubeDeployment {
+    if (!this._deployment) throw new Error(`${this.owner} has no Deployment: its pods run as Jobs of a KEDA ScaledJob.`);
+    return this._deployment;
+  }
+
+  /** maxUnavailable 1, when at least 2 pods run. */
+  public get podDisruptionBudget(): k8s.KubePodDisruptionBudget | undefined {
+    return this._podDisruptionBudget;
+  }
+
+  /** @internal The most pods that run at once (a WarmPool's bound). */
+  public get _maxReplicas(): number {
+    return this.maxPods;
+  }
+
+  /**
+   * @internal A WarmPool's ready buffer: the HPA keeps `replicas` more pods than its
+   * `minReplicas`. `pool` names the WarmPool in errors.
+   */
+  public _addReadyBuffer(replicas: number, pool: string): void {
+    const a = this.props.autoscaling;
+    if (!a) {
+      throw new Error(
+        `${pool}: 'readyBuffer' needs an autoscaled agent, but ${this.owner} runs a fixed 'replicas' (${this.replicas}). ` +
+          `Raise 'replicas' instead, or give the agent 'autoscaling'.`,
+      );
+    }
+    if (this.readyBuffer) throw new Error(`${pool}: ${this.owner} already has a ready buffer from another WarmPool; give it one WarmPool.`);
+    if (a.minReplicas + replicas > a.maxReplicas) {
+      throw new Error(
+        `${pool}: 'readyBuffer' (${replicas}) plus the agent's 'autoscaling.minReplicas' (${a.minReplicas}) is ${a.minReplicas + replicas}, ` +
+          `above its 'autoscaling.maxReplicas' (${a.maxReplicas}). Lower readyBuffer or raise autoscaling.maxReplicas.`,
+      );
+    }
+    this.readyBuffer = replicas;
+    if (a.minReplicas + replicas >= 2) this.addDisruptionBudget();
+  }
+
+  /** @internal The pod: its template as the Deployment (or a ScaledJob) runs it. */
+  public _podTemplate(): k8s.PodTemplateSpec {
+    return this.podTemplate();
+  }
+
   /** The gateway the agent reaches LLMs through, once connected. */
   public get gateway(): LlmGateway | undefined {
     return this.connection?.gateway;
@@ -467,6 +551,21 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
   /** Its budgets. */
   public get budgets(): Budget[] {
     return [...this._budgets];
+  }
+
+  /** Its rate limits. */
+  public get rateLimits(): RateLimit[] {
+    return [...this._rateLimits];
+  }
+
+  /** Its loop guard (the prop, or an attached BudgetGuard's), if any. */
+  public get loopGuard(): LoopGuard | undefined {
+    return this.props.loopGuard ?? this.guardLoopGuard;
+  }
+
+  /** Where its budgets, rate limits, run state and pending approvals live. */
+  public get budgetStore(): BudgetStore {
+    return this.store;
   }
 
   /** The ExternalSecret of the sidecar's AWS-sourced secrets, if any. */
@@ -606,13 +705,52 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
     this.checkNow();
   }
 
-  private checkScope(scope: BudgetScope, what: string): void {
+  /** A PodDisruptionBudget, once at least 2 pods run (a WarmPool's buffer can make it so). */
+  protected addDisruptionBudget(): void {
+    this._podDisruptionBudget ??= disruptionBudget(this, 'DisruptionBudget', { name: this.name, namespace: this.namespace, labels: this.labels, selector: this.selectorLabels });
+  }
+
+  /** The Secret key behind an env var set from a secret (`addSecretEnv`), once bound. */
+  protected secretEnvRef(name: string): BoundSecret | undefined {
+    return this.secretEnv.get(name);
+  }
+
+  /**
+   * @internal Called by `BudgetGuard.attach()`: the guard's limits join the agent's own, checked the
+   * same way (with the guard's store and acceptance), then its store and loop guard if it brings them.
+   */
+  public _attachBudgetGuard(grant: BudgetGuardGrant): void {
+    const store = grant.store && !this.store.isShared ? grant.store : this.store;
+    const via = { store, accept: grant.acceptPerReplicaBudgets, owner: grant.owner };
+    for (const b of grant.budgets) this.checkScope(b.scope, `budget ${b} of ${grant.owner}`, via);
+    for (const r of grant.rateLimits) this.checkScope(r.scope, `rate limit ${r} of ${grant.owner}`, via);
+    if (grant.loopGuard && !this.props.loopGuard) this.checkScope(BudgetScope.RUN, `loop guard of ${grant.owner}`, via);
+    if (store !== this.store) {
+      this.store = store;
+      this.storeConfig = wireStore(this.wiring, store);
+    }
+    if (grant.loopGuard && !this.props.loopGuard) this.guardLoopGuard = grant.loopGuard;
+    this._budgets.push(...grant.budgets);
+    this._rateLimits.push(...grant.rateLimits);
+    this.checkNow();
+  }
+
+  /** `via`: a BudgetGuard's limits, checked with its store and acceptance, and the fix named on it. */
+  private checkScope(scope: BudgetScope, what: string, via?: { store: BudgetStore; accept: boolean; owner: string }): void {
     if (scope === BudgetScope.TEAM && !this.team) throw new Error(`${this.owner}: the ${what} is kept for the team, so 'team' must be set.`);
-    if (!isSharedScope(scope) || this.maxPods < 2 || this.store.isShared || this.props.acceptPerReplicaBudgets) return;
-    const pods = this.props.autoscaling ? `up to ${this.maxPods} replicas` : `${this.maxPods} replicas`;
+    if (!isSharedScope(scope) || (via?.store ?? this.store).isShared || this.props.acceptPerReplicaBudgets || via?.accept) return;
+    const on = via ? ` on ${via.owner}` : '';
+    if (this.worker?.podPerTask) {
+      throw new Error(
+        `${this.owner}: the ${what} is shared by every task, but each task runs in a new pod whose memory store starts at zero, so the cap would hold per task only. ` +
+          `Set 'store: BudgetStore.redis({ url, passwordSecret })'${on} to share it, or 'acceptPerReplicaBudgets: true'${on} if a per-task limit is intended.`,
+      );
+    }
+    if (this.maxPods < 2) return;
+    const pods = this.worker?.describePods ?? (this.props.autoscaling ? `up to ${this.maxPods} replicas` : `${this.maxPods} replicas`);
     throw new Error(
       `${this.owner}: the ${what} is shared by every pod, but with ${pods} and the memory store each pod keeps its own count, so the real cap is ${this.maxPods}x. ` +
-        `Set 'store: BudgetStore.redis({ url, passwordSecret })' to share it, or 'acceptPerReplicaBudgets: true' if per-pod limits are intended.`,
+        `Set 'store: BudgetStore.redis({ url, passwordSecret })'${on} to share it, or 'acceptPerReplicaBudgets: true'${on} if per-pod limits are intended.`,
     );
   }
 
@@ -671,7 +809,7 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
       providers,
       budgets: this._budgets.map((b) => b._toConfig()),
       rateLimits: this._rateLimits.map((r) => r._toConfig()),
-      loopGuard: this.props.loopGuard?._toConfig(),
+      loopGuard: this.loopGuard?._toConfig(),
       store: this.storeConfig,
       guardrails: this.props.guardrails?._toConfig(),
       tools: this._tools.map((t) => t._toConfig()),
@@ -691,6 +829,16 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
   }
 
   private deploymentSpec(): k8s.DeploymentSpec {
+    return {
+      replicas: this.replicas,
+      selector: { matchLabels: this.selectorLabels },
+      // Never below the declared replica count during a rollout.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromString('25%'), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
+      template: this._podTemplate(),
+    };
+  }
+
+  private podTemplate(): k8s.PodTemplateSpec {
     const checksum = sha256(this.configJson(), this.props.systemPrompt.text, this.toolsJson(), this.bundle?.sha256 ?? this.delivery.image);
     const volumes: k8s.Volume[] = [
       { name: 'agent-config', configMap: { name: this.promptConfigMap.name, defaultMode: 0o444 } },
@@ -711,28 +859,22 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
       lifecycle: waitUntilReady(),
     });
     return {
-      replicas: this.replicas,
-      selector: { matchLabels: this.selectorLabels },
-      // Never below the declared replica count during a rollout.
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromString('25%'), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
-      template: {
-        metadata: {
-          labels: this.labels,
-          annotations: { [CHECKSUM_ANNOTATION]: checksum, 'kubectl.kubernetes.io/default-container': AGENT_CONTAINER_NAME },
-        },
-        spec: {
-          serviceAccountName: this.serviceAccount.name,
-          automountServiceAccountToken: this.props.serviceAccountToken ?? false,
-          // No Docker-link variables for every Service of the namespace in the agent's env.
-          enableServiceLinks: false,
-          securityContext: podSecurityContext(RUNTIME_USER),
-          terminationGracePeriodSeconds: this.gracePeriodSeconds,
-          imagePullSecrets: this.props.imagePullSecrets?.map((name) => ({ name })),
-          topologySpreadConstraints: topologySpread(this.selectorLabels),
-          // The sidecar first: the kubelet starts containers in order and its postStart waits for /readyz.
-          containers: [sidecar, this.agentContainer()],
-          volumes,
-        },
+      metadata: {
+        labels: this.labels,
+        annotations: { [CHECKSUM_ANNOTATION]: checksum, 'kubectl.kubernetes.io/default-container': AGENT_CONTAINER_NAME },
+      },
+      spec: {
+        serviceAccountName: this.serviceAccount.name,
+        automountServiceAccountToken: this.props.serviceAccountToken ?? false,
+        // No Docker-link variables for every Service of the namespace in the agent's env.
+        enableServiceLinks: false,
+        securityContext: podSecurityContext(RUNTIME_USER),
+        terminationGracePeriodSeconds: this.gracePeriodSeconds,
+        imagePullSecrets: this.props.imagePullSecrets?.map((name) => ({ name })),
+        topologySpreadConstraints: topologySpread(this.selectorLabels),
+        // The sidecar first: the kubelet starts containers in order and its postStart waits for /readyz.
+        containers: [sidecar, this.agentContainer()],
+        volumes,
       },
     };
   }

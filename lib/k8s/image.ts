@@ -10,20 +10,37 @@ const VERSION_TAG = /^v?\d+\.\d+(\.\d+)*([-+_.][0-9A-Za-z][0-9A-Za-z._-]*)?$/;
 /** A commit (sha-1a2b3c4, git-1a2b3c4d, 1a2b3c4d) or a dated build (2024-05-01, 20240501.1). */
 const BUILD_TAG = /^((sha-|git-|g)?[0-9a-f]{7,64}|\d{4}-?\d{2}-?\d{2}([-T._][0-9A-Za-z._-]+)?)$/;
 
-/** Throws unless `ref` names an image by digest or by a version tag. */
-export function checkPinnedImage(prop: string, ref: string): void {
-  if (!ref || /\s/.test(ref)) throw new Error(`'${prop}' ('${ref}') is not an image reference.`);
+/** Why an image reference is not pinned, and how to pin it. */
+export interface UnpinnedImage {
+  readonly problem: string;
+  /** Absent when `ref` is not an image reference at all. */
+  readonly fix?: string;
+}
+
+/**
+ * Why `ref` may run different software from one pull to the next (no tag, `latest`, a floating
+ * tag, a malformed digest); undefined when a digest or a version or build tag pins it.
+ */
+export function unpinnedImage(ref: string): UnpinnedImage | undefined {
+  if (!ref || /\s/.test(ref)) return { problem: 'is not an image reference' };
   const fix = `pin a version tag (${example(ref)}:1.4.2) or a digest (${example(ref)}@sha256:...)`;
-  if (DIGEST.test(ref)) return;
-  if (ref.includes('@')) throw new Error(`'${prop}' (${ref}) has a malformed digest: ${fix}.`);
+  if (DIGEST.test(ref)) return undefined;
+  if (ref.includes('@')) return { problem: 'has a malformed digest', fix };
   const slash = ref.lastIndexOf('/');
   const colon = ref.lastIndexOf(':');
-  if (colon <= slash) throw new Error(`'${prop}' (${ref}) has no tag, so it runs whatever 'latest' is at pull time: ${fix}.`);
+  if (colon <= slash) return { problem: "has no tag, so it runs whatever 'latest' is at pull time", fix };
   const tag = ref.slice(colon + 1);
-  if (tag === 'latest') throw new Error(`'${prop}' (${ref}) uses 'latest': ${fix}.`);
-  if (!VERSION_TAG.test(tag) && !BUILD_TAG.test(tag)) {
-    throw new Error(`'${prop}' (${ref}) uses the floating tag '${tag}': ${fix}.`);
-  }
+  if (tag === 'latest') return { problem: "uses 'latest'", fix };
+  if (!VERSION_TAG.test(tag) && !BUILD_TAG.test(tag)) return { problem: `uses the floating tag '${tag}'`, fix };
+  return undefined;
+}
+
+/** Throws unless `ref` names an image by digest or by a version tag. */
+export function checkPinnedImage(prop: string, ref: string): void {
+  const unpinned = unpinnedImage(ref);
+  if (!unpinned) return;
+  if (!unpinned.fix) throw new Error(`'${prop}' ('${ref}') ${unpinned.problem}.`);
+  throw new Error(`'${prop}' (${ref}) ${unpinned.problem}: ${unpinned.fix}.`);
 }
 
 function example(ref: string): string {

@@ -22,6 +22,10 @@ export { ApproverToken, SecretKey, SecretStoreKind, SecretStoreRef } from './sec
 export { Budget, BudgetPeriod, BudgetScope, BudgetUnit, RateLimit, RateLimitUnit } from './budgets';
 export { BudgetStore, StoreUnavailableBehavior, type RedisStoreOptions } from './budget-store';
 export { LoopGuard, type LoopGuardOptions } from './loop-guard';
+export { BudgetGuard, type BudgetGuardProps } from './budget-guard';
+export { AgentAlerts, AlertSeverity, ALERT_NAMES, type AgentAlertsOptions, type AgentAlertsProps, type AlertRule, type AlertRuleGroup } from './alerts';
+export { AgentMonitoring, JOB_LABEL, type AgentMonitoringProps } from './monitoring';
+export { AgentDashboards, DASHBOARD_KEYS, dashboardUid, type AgentDashboardsProps } from './dashboards';
 export { Guardrails, GuardrailAction, type DenyPattern, type GuardrailsOptions } from './guardrails';
 export { GatewayCache, type GatewayCacheOptions } from './gateway-cache';
 export { GatewaySigningKeys } from './signing-keys';
@@ -44,3 +48,46 @@ export {
   RUNTIME_PROXY_PORT,
   RUNTIME_SECRETS_DIR,
 } from './runtime-container';
+export {
+  AGENT_POD_COMPONENTS,
+  K8S_RULES,
+  K8sRules,
+  NON_INTERNET_RANGES_V6,
+  POD_SECURITY_RULES,
+  RuleContext,
+  RuleLevel,
+  checkManifests,
+  formatFinding,
+  type CheckManifestsOptions,
+  type K8sFinding,
+  type K8sRule,
+  type K8sRulesOptions,
+  type ManifestSuppression,
+  type ObjectSelector,
+  type RuleSuppression,
+  type RuleViolation,
+} from './rules';
+export {
+  QueueWorker,
+  SidecarLifecycle,
+  WorkerMode,
+  WorkerQueue,
+  WorkerQueueType,
+  JOB_START_ALLOWANCE_SECONDS,
+  WORKER_ENV_PREFIXES,
+  type QueueWorkerProps,
+  type RedisListOptions,
+  type RedisQueueOptions,
+  type RedisStreamOptions,
+  type SqsQueueOptions,
+} from './queue-worker';
+export { WORKER_DONE_FILE } from './worker-lifecycle';
+export {
+  WarmPool,
+  WarmPoolSize,
+  PAUSE_IMAGE,
+  PLACEHOLDER_PRIORITY,
+  PLACEHOLDER_PRIORITY_CLASS,
+  PREPULL_HELPER_IMAGE,
+  type WarmPoolProps,
+} from './warm-pool';

@@ -10,12 +10,14 @@ import { Construct } from 'constructs';
 import type { ExternalSecret } from '../imports/external-secrets.io_externalsecrets';
 import type { SidecarConfig, SidecarConfigInput } from '../spec';
 import type { AgentService } from './agent-service';
-import { BudgetScope, isSharedScope, type Budget, type RateLimit } from './budgets';
+import { BudgetScope, type Budget, type RateLimit } from './budgets';
 import { BudgetStore } from './budget-store';
+import type { BudgetGuardGrant } from './budget-guard';
 import { checkConfig, compact, setPath, type ConfigContext } from './config-check';
 import { SecretBinder, externalSecret } from './external-secrets';
 import type { GatewayCache } from './gateway-cache';
 import type { Guardrails } from './guardrails';
+import type { LoopGuard } from './loop-guard';
 import { commonLabels, resolveName, resolveNamespace, selectorLabels } from './names';
 import { PolicyRules } from './network';
 import { CHECKSUM_ANNOTATION, kubeResources, podSecurityContext, sha256, tmpVolume, topologySpread } from './pod';
@@ -194,7 +196,7 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
   private readonly props: LlmGatewayProps;
   private readonly replicas?: number;
   private readonly maxPods: number;
-  private readonly store: BudgetStore;
+  private store: BudgetStore;
   private readonly delivery: SidecarDelivery;
   private readonly bundle?: SidecarBundle;
   private readonly drainSeconds: number;
@@ -209,7 +211,9 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
   private readonly _rateLimits: RateLimit[] = [];
   private readonly overrides = new Map<string, unknown>();
   private readonly wiring: RuntimeWiring;
-  private readonly storeConfig: NonNullable<SidecarConfigInput['store']>;
+  private storeConfig: NonNullable<SidecarConfigInput['store']>;
+  /** The loop guard of an attached BudgetGuard. */
+  private guardLoopGuard?: LoopGuard;
   private constructed = false;
 
   constructor(scope: Construct, id: string, props: LlmGatewayProps) {
@@ -380,6 +384,52 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
     this.checkNow();
   }
 
+  /** Its budgets. */
+  public get budgets(): Budget[] {
+    return [...this._budgets];
+  }
+
+  /** Its rate limits. */
+  public get rateLimits(): RateLimit[] {
+    return [...this._rateLimits];
+  }
+
+  /** The loop guard of an attached BudgetGuard, if any (per calling agent's run). */
+  public get loopGuard(): LoopGuard | undefined {
+    return this.guardLoopGuard;
+  }
+
+  /** Where its budgets, rate limits and the Redis cache live. */
+  public get budgetStore(): BudgetStore {
+    return this.store;
+  }
+
+  /**
+   * @internal Called by `BudgetGuard.attach()`: the guard's limits join the gateway's own, checked the
+   * same way (with the guard's store and acceptance), then its store and loop guard if it brings them.
+   */
+  public _attachBudgetGuard(grant: BudgetGuardGrant): void {
+    const store = grant.store && !this.store.isShared ? grant.store : this.store;
+    if (store !== this.store && this.props.cache && !this.props.cache.inRedis) {
+      throw new Error(
+        `${this.owner}: ${grant.owner} brings a Redis store, where the runtime also keeps the response cache, but 'cache' is GatewayCache.memory(). ` +
+          `Use GatewayCache.redis() (one cache for every gateway pod), or remove 'cache'.`,
+      );
+    }
+    const via = { store, accept: grant.acceptPerReplicaBudgets, owner: grant.owner };
+    for (const b of grant.budgets) this.checkScope(b.scope, `budget ${b} of ${grant.owner}`, via);
+    for (const r of grant.rateLimits) this.checkScope(r.scope, `rate limit ${r} of ${grant.owner}`, via);
+    if (grant.loopGuard) this.checkScope(BudgetScope.RUN, `loop guard of ${grant.owner}`, via);
+    if (store !== this.store) {
+      this.store = store;
+      this.storeConfig = wireStore(this.wiring, store);
+    }
+    if (grant.loopGuard) this.guardLoopGuard = grant.loopGuard;
+    this._budgets.push(...grant.budgets);
+    this._rateLimits.push(...grant.rateLimits);
+    this.checkNow();
+  }
+
   /** Adds a budget (kept per calling agent or end user). */
   public addBudget(budget: Budget): void {
     this.checkScope(budget.scope, `budget ${budget}`);
@@ -428,11 +478,17 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
     return this;
   }
 
-  private checkScope(scope: BudgetScope, what: string): void {
-    if (!isSharedScope(scope) || this.maxPods < 2 || this.store.isShared || this.props.acceptPerReplicaBudgets) return;
+  /**
+   * Every scope is shared here, runs included: the Service spreads one run's calls over the gateway pods.
+   * `via`: a BudgetGuard's limits, checked with its store and acceptance, and the fix named on it.
+   */
+  private checkScope(scope: BudgetScope, what: string, via?: { store: BudgetStore; accept: boolean; owner: string }): void {
+    if (this.maxPods < 2 || (via?.store ?? this.store).isShared || this.props.acceptPerReplicaBudgets || via?.accept) return;
+    const on = via ? ` on ${via.owner}` : '';
     throw new Error(
-      `${this.owner}: the ${what} is shared by every gateway pod, but with up to ${this.maxPods} pods and the memory store each keeps its own count, so the real cap is ${this.maxPods}x. ` +
-        `Set 'store: BudgetStore.redis({ url, passwordSecret })', or 'acceptPerReplicaBudgets: true' if per-pod limits are intended.`,
+      `${this.owner}: the ${what} is shared by every gateway pod, but with up to ${this.maxPods} pods and the memory store each keeps its own count, so the real cap is ${this.maxPods}x` +
+        `${scope === BudgetScope.RUN ? ' (the Service spreads a run\'s calls over the pods)' : ''}. ` +
+        `Set 'store: BudgetStore.redis({ url, passwordSecret })'${on}, or 'acceptPerReplicaBudgets: true'${on} if per-pod limits are intended.`,
     );
   }
 
@@ -446,9 +502,14 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
     };
   }
 
-  /** Before any agent is connected the agent list is incomplete, not wrong: that is checked at synth. */
+  /**
+   * Before any agent is connected the agent list is incomplete, not wrong, and so are the teams a team
+   * budget needs (a later connect brings them): both are checked at synth.
+   */
   private checkNow(): void {
-    if (this.constructed) checkConfig(this.configInput(), this.configContext(), (i) => i.path === 'gateway.agents' && this._agents.length === 0);
+    if (this.constructed) {
+      checkConfig(this.configInput(), this.configContext(), (i) => (i.path === 'gateway.agents' && this._agents.length === 0) || /^(budgets|rateLimits)\[\d+\]\.scope$/.test(i.path));
+    }
   }
 
   private validateAtSynth(): string[] {
@@ -475,6 +536,7 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
       guardrails: this.props.guardrails?._toConfig(),
       budgets: this._budgets.map((b) => b._toConfig()),
       rateLimits: this._rateLimits.map((r) => r._toConfig()),
+      loopGuard: this.guardLoopGuard?._toConfig(),
       store: this.storeConfig,
       shutdown: { drainMs: this.drainSeconds * 1000 },
     };

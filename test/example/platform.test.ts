@@ -1,22 +1,24 @@
 /**
  * The example platform as shipped: synthesized by the same entry file `npm run synth` runs,
- * every object checked against the Kubernetes 1.28 and CRD schemas and Pod Security
- * "restricted"; then the gateway and the support agent's sidecar are run from the YAML (their
- * command, args, env, ConfigMaps and Secret mounts) on loopback, and the official SDKs call
- * agent -> sidecar -> gateway -> fake provider. Cluster addresses are the only thing rewritten.
+ * every object checked against the Kubernetes 1.28 and CRD schemas, Pod Security "restricted"
+ * and the rule pack (which the synth itself applies); then the gateway and the support agent's
+ * sidecar are run from the YAML (their command, args, env, ConfigMaps and Secret mounts) on
+ * loopback, and the official SDKs call agent -> sidecar -> gateway -> fake provider. Cluster
+ * addresses are the only thing rewritten.
  */
 import Anthropic from '@anthropic-ai/sdk';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import OpenAI from 'openai';
+import { checkManifests, formatFinding } from '../../lib';
 import { FakeLlm } from '../support/fake-llm';
 import { checkReadOnlyRoot, checkRestricted, loadSynthesized, validateManifests } from '../support/k8s-validate';
-import { adaptConfig, containerEnv, findObject, materializeContainer, type SecretValues } from '../support/pod-runner';
+import { adaptConfig, containerEnv, findObject, materializeContainer, type MaterializedContainer, type SecretValues } from '../support/pod-runner';
 import { RedisServer } from '../support/redis';
-import { rawPost, Sidecar, sumSamples } from '../support/sidecar';
+import { rawPost, Sidecar, sleep, sumSamples } from '../support/sidecar';
 import { ToolServer } from '../support/tool-server';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -72,6 +74,29 @@ describe('the synthesized example', () => {
     );
   });
 
+  test('has the research worker: its Deployment scaled by KEDA on SQS, and its warm pool', () => {
+    const kinds = (objects as Array<{ kind: string; metadata: { name: string } }>).map((o) => `${o.kind}/${o.metadata.name}`);
+    expect(kinds).toEqual(
+      expect.arrayContaining([
+        'Deployment/research-worker',
+        'ScaledObject/research-worker',
+        'TriggerAuthentication/research-worker',
+        'Deployment/research-worker-warm-pool',
+        'DaemonSet/research-worker-image-prepull',
+        'NetworkPolicy/research-worker-warm-pool',
+        'PriorityClass/cdk-agents-warm-pool',
+      ]),
+    );
+    // KEDA owns the replica count: no HPA of the construct's own, no replicas in the Deployment.
+    expect(kinds).not.toContain('HorizontalPodAutoscaler/research-worker');
+    expect(findObject(objects, 'Deployment', 'research-worker').spec.replicas).toBeUndefined();
+    const scaledObject = findObject(objects, 'ScaledObject', 'research-worker');
+    expect(scaledObject.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'research-worker' });
+    expect(scaledObject.spec.triggers[0].type).toBe('aws-sqs-queue');
+    const account = findObject(objects, 'ServiceAccount', 'research-worker');
+    expect(account.metadata.annotations['eks.amazonaws.com/role-arn']).toMatch(/^arn:aws:iam::\d{12}:role\/agents-research-worker$/);
+  });
+
   test('every object is valid against Kubernetes 1.28 and the CRD schemas', () => {
     expect(validateManifests(objects)).toEqual([]);
   });
@@ -79,6 +104,10 @@ describe('the synthesized example', () => {
   test('every pod passes Pod Security Standards "restricted", with a read-only root filesystem', () => {
     expect(checkRestricted(objects)).toEqual([]);
     expect(checkReadOnlyRoot(objects)).toEqual([]);
+  });
+
+  test('the rule pack (AGT-K8S-1...) finds nothing, warnings included', () => {
+    expect(checkManifests(objects).map(formatFinding)).toEqual([]);
   });
 
   test('synth is deterministic: the same files, byte for byte, on every run', () => {
@@ -101,13 +130,14 @@ describe('run as shipped: agent SDK -> sidecar -> gateway -> provider', () => {
     openai: `sk-openai-${randomBytes(6).toString('hex')}`,
     anthropic: `sk-ant-${randomBytes(6).toString('hex')}`,
     signing: randomBytes(32).toString('base64url'),
+    researchSigning: randomBytes(32).toString('base64url'),
     approver: randomBytes(16).toString('hex'),
     redis: randomBytes(12).toString('hex'),
   };
   const secrets: SecretValues = {
     'agents-redis': { password: keys.redis },
     'llm-gateway-provider-keys': { 'openai-api-key': keys.openai, 'anthropic-api-key': keys.anthropic },
-    'llm-gateway-signing-keys': { 'support-chat': keys.signing },
+    'llm-gateway-signing-keys': { 'support-chat': keys.signing, 'research-worker': keys.researchSigning },
     'support-chat-approvers': { token: keys.approver },
   };
   let redis: RedisServer;
@@ -227,5 +257,54 @@ describe('run as shipped: agent SDK -> sidecar -> gateway -> provider', () => {
     const pending = await fetch(`${sidecar.adminUrl}/approvals?status=pending`, { headers: { authorization: `Bearer ${keys.approver}` } });
     expect(pending.status).toBe(200);
     expect(JSON.stringify(await pending.json())).toContain('issue_refund');
+  });
+
+  describe('the research worker, scaled in mid-task', () => {
+    let worker: Sidecar;
+    let sc: MaterializedContainer;
+    let agentEnv: Record<string, string>;
+    let workerOpenai: OpenAI;
+
+    beforeAll(async () => {
+      sc = materializeContainer(objects, 'research-worker', 'cdk-agents-sidecar', secrets);
+      adaptConfig(sc, (c) => {
+        c.listen = { host: '127.0.0.1', port: 0 };
+        c.admin = { host: '127.0.0.1', port: 0 };
+        c.store.url = redis.url;
+        c.providers[0].baseUrl = gateway.url;
+      });
+      worker = await Sidecar.start({ command: sc.command, args: sc.args, env: sc.env });
+      agentEnv = containerEnv(objects, 'research-worker', 'agent');
+      workerOpenai = new OpenAI({ baseURL: agentEnv.OPENAI_BASE_URL.replace('http://127.0.0.1:8787', worker.url), apiKey: agentEnv.OPENAI_API_KEY, maxRetries: 0 });
+    }, 30_000);
+
+    afterAll(async () => {
+      await worker?.stop();
+    });
+
+    test("the sidecar's preStop keeps it serving the agent's last task until the agent writes its done file; then SIGTERM drains it", async () => {
+      const doneFile = agentEnv.AGENT_WORKER_DONE_FILE;
+      const [program, ...rest] = sc.spec.lifecycle.preStop.exec.command as string[];
+      expect(program).toBe('node');
+      // The pod is being deleted (scale-in): the kubelet runs the sidecar's preStop hook.
+      const hook = spawn(process.execPath, rest.map((a) => a.replace(doneFile, sc.hostPath(doneFile))), { stdio: 'ignore' });
+      const hookExit = new Promise<number | null>((resolve) => hook.once('exit', (code) => resolve(code)));
+
+      // Meanwhile the agent finishes its task: its LLM calls still go through, signed for the gateway.
+      oai.script({ text: 'Two of the three suppliers delivered late in May.' });
+      const completion = await workerOpenai.chat.completions.create(
+        { model: agentEnv.AGENT_MODEL, messages: [{ role: 'user', content: 'Check the delivery record of our suppliers.' }] },
+        { headers: { 'x-agent-user': 'customer-42', 'x-agent-run-id': 'task-1' } },
+      );
+      expect(completion.choices[0].message.content).toBe('Two of the three suppliers delivered late in May.');
+      expect(sumSamples(await gateway.metricsText(), 'llm_requests_total', { agent: 'research-worker', provider: 'openai', code: '200' })).toBe(1);
+      await sleep(1_200);
+      expect(hook.exitCode).toBeNull();
+
+      // The agent exits and says so; the hook returns, and the kubelet's SIGTERM drains the sidecar.
+      writeFileSync(sc.hostPath(doneFile), '');
+      expect(await hookExit).toBe(0);
+      expect(await worker.stop()).toEqual({ code: 0, signal: null });
+    });
   });
 });

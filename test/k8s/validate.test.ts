@@ -500,7 +500,7 @@ describe('checkRestricted', () => {
       `${kind} agents/w: ${at}.spec.containers[0].securityContext.privileged: must not be true (Privileged Containers)`,
     ]);
     expect(checkReadOnlyRoot([object(bad)])).toEqual([
-      `${kind} agents/w: ${at}.spec.initContainers[0].securityContext.readOnlyRootFilesystem: must be true (read-only root filesystem)`,
+      `${kind} agents/w: ${at}.spec.initContainers[0].securityContext.readOnlyRootFilesystem: must be true (Read-only root filesystem)`,
     ]);
   });
 
@@ -517,8 +517,8 @@ describe('checkReadOnlyRoot', () => {
     delete pod.spec.containers[0].securityContext.readOnlyRootFilesystem;
     pod.spec.ephemeralContainers[0].securityContext.readOnlyRootFilesystem = false;
     expect(checkReadOnlyRoot([pod])).toEqual([
-      'Pod agents/bad: spec.containers[0].securityContext.readOnlyRootFilesystem: must be true (read-only root filesystem)',
-      'Pod agents/bad: spec.ephemeralContainers[0].securityContext.readOnlyRootFilesystem: must be true (read-only root filesystem)',
+      'Pod agents/bad: spec.containers[0].securityContext.readOnlyRootFilesystem: must be true (Read-only root filesystem)',
+      'Pod agents/bad: spec.ephemeralContainers[0].securityContext.readOnlyRootFilesystem: must be true (Read-only root filesystem)',
     ]);
     // A separate rule: PSS restricted does not require it.
     expect(checkRestricted([pod])).toEqual([]);

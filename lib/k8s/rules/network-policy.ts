@@ -1,0 +1,100 @@
+/**
+ * NetworkPolicy: every pod isolated both ways, and agent pods kept off private ranges and the
+ * cloud metadata endpoint. A pod is isolated for a direction when some NetworkPolicy of its
+ * namespace selects it with that policy type; what it may then reach is the union of their rules.
+ */
+import { PART_OF } from '../names';
+import { NON_INTERNET_RANGES } from '../network';
+import { nonInternetReach } from './cidr';
+import { apiGroup, asArray, asObject, labelsOf, namespaceOf, selects, type Json, type PodTemplate } from './manifest';
+import { podRule, RuleLevel, type K8sRule, type RuleContext, type RuleViolation } from './rule';
+
+/** `app.kubernetes.io/component` values of pods that run agents or call LLMs for them (with part-of: cdk-agents). */
+export const AGENT_POD_COMPONENTS: readonly string[] = ['agent', 'llm-gateway', 'worker'];
+
+/** policyTypes as the API server defaults them: Ingress always, Egress when there are egress rules. */
+function policyTypes(policy: Json): string[] {
+  const spec = asObject(policy.spec);
+  const types = asArray(spec.policyTypes).map(String);
+  if (types.length > 0) return types;
+  return asArray(spec.egress).length > 0 ? ['Ingress', 'Egress'] : ['Ingress'];
+}
+
+/** The NetworkPolicies of the pod's namespace that select it for `type`. */
+function isolating(context: RuleContext, namespace: string | undefined, labels: Record<string, string>, type: 'Ingress' | 'Egress'): Json[] {
+  return context
+    .find('networking.k8s.io', 'NetworkPolicy', namespace)
+    .filter((p) => policyTypes(p).includes(type) && selects(asObject(p.spec).podSelector, labels));
+}
+
+function isAgentPod(t: PodTemplate): boolean {
+  const labels = labelsOf(t.meta);
+  return labels['app.kubernetes.io/part-of'] === PART_OF && AGENT_POD_COMPONENTS.includes(labels['app.kubernetes.io/component']);
+}
+
+export const NETWORK_POLICY = podRule(
+  {
+    id: 'AGT-K8S-23',
+    name: 'NetworkPolicy isolation',
+    explanation: 'A pod no NetworkPolicy selects for Ingress accepts connections from anything in the cluster; one not selected for Egress opens connections anywhere.',
+    fix: "Add a NetworkPolicy in the pod's namespace whose podSelector matches its labels, with policyTypes [Ingress, Egress], and open only what the pod needs.",
+  },
+  RuleLevel.ERROR,
+  (t, object, context) => {
+    const namespace = namespaceOf(object);
+    const labels = labelsOf(t.meta);
+    const open = (['Ingress', 'Egress'] as const).filter((type) => isolating(context, namespace, labels, type).length === 0);
+    if (open.length === 0) return [];
+    const where = namespace === undefined ? 'without a namespace' : `in namespace ${namespace}`;
+    return [{ path: `${t.metaPath}.labels`, problem: `no NetworkPolicy ${where} selects these pods for ${open.join(' or ')}` }];
+  },
+);
+
+/** The egress rules of a policy that let agent pods reach a non-internet address. */
+function privateEgress(policy: Json, who: string): RuleViolation[] {
+  const found: RuleViolation[] = [];
+  asArray(asObject(policy.spec).egress).forEach((r, i) => {
+    const to = asArray(asObject(r).to);
+    if (to.length === 0) {
+      found.push({ path: `spec.egress[${i}].to`, problem: `is empty, so the rule lets ${who} reach every address, private ranges and 169.254.169.254 included` });
+      return;
+    }
+    to.forEach((peer, j) => {
+      const block = asObject(asObject(peer).ipBlock);
+      if (block.cidr === undefined) return;
+      const path = `spec.egress[${i}].to[${j}].ipBlock`;
+      const reached = nonInternetReach(String(block.cidr), asArray(block.except).map(String));
+      if (reached === undefined) found.push({ path, problem: `cannot be read as a CIDR with excepts, so ${who} may reach anything` });
+      else if (reached.length > 0) found.push({ path, problem: `lets ${who} reach ${reached.join(', ')}` });
+    });
+  });
+  return found;
+}
+
+export const AGENT_EGRESS: K8sRule = {
+  id: 'AGT-K8S-24',
+  name: 'Agent egress',
+  explanation: "An agent acts on model output a prompt can steer: egress to private ranges reaches internal services, and 169.254.169.254 hands out the node's cloud credentials.",
+  fix:
+    `Reach the internet as ipBlock 0.0.0.0/0 except NON_INTERNET_RANGES (${NON_INTERNET_RANGES.join(', ')}) and in-cluster services by podSelector and namespaceSelector; ` +
+    'an address in the VPC the agent must reach (a managed Redis) is a suppression whose reason names it.',
+  level: RuleLevel.ERROR,
+  check: (object, context) => {
+    const namespace = namespaceOf(object);
+    if (apiGroup(object) === 'networking.k8s.io' && object.kind === 'NetworkPolicy') {
+      if (!policyTypes(object).includes('Egress')) return [];
+      const agents = context
+        .workloads(namespace)
+        .filter(({ template }) => isAgentPod(template) && selects(asObject(object.spec).podSelector, labelsOf(template.meta)));
+      return agents.length === 0 ? [] : privateEgress(object, `the agent pods of ${agents.map((a) => context.describe(a.object)).join(', ')}`);
+    }
+    const t = context.podTemplate(object);
+    if (!t || !isAgentPod(t) || isolating(context, namespace, labelsOf(t.meta), 'Egress').length > 0) return [];
+    return [{
+      path: `${t.metaPath}.labels`,
+      problem: 'no NetworkPolicy selects these agent pods for Egress, so they reach every address, private ranges and 169.254.169.254 included',
+    }];
+  },
+};
+
+export const NETWORK_RULES = [NETWORK_POLICY, AGENT_EGRESS];
