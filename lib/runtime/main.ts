@@ -35,6 +35,8 @@ async function main(argv: string[]): Promise<number | undefined> {
     return fail(err, command.source);
   }
   if (command.checkOnly) {
+    // Nothing is served: a Redis connection left open would keep the process from exiting.
+    runtime.close();
     process.stderr.write(`config ok (${command.source})\n`);
     return 0;
   }

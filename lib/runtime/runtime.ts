@@ -6,7 +6,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigValidationError, formatPath, type ConfigIssue, type SecretRef, type SidecarConfig } from '../spec/config';
 import { speaksNatively, type ApiShape } from '../spec/providers';
-import { REDIS_URL, REDIS_URL_ERROR } from '../spec/policy';
+import { isRedisUrl, REDIS_URL_ERROR } from '../spec/policy';
 import { AuditLog } from './audit/audit-log';
 import type { Exchange } from './exchange';
 import { InFlightList } from './in-flight';
@@ -75,7 +75,7 @@ export class Runtime implements ServerContext {
     if (store.type === 'redis') {
       // A referenced URL is read once, at start: an endpoint the cloud side wrote at apply time.
       redisUrl = typeof store.url === 'string' ? store.url : secret(store.url, ['store', 'url'])?.value;
-      if (redisUrl !== undefined && typeof store.url !== 'string' && !REDIS_URL.test(redisUrl)) {
+      if (redisUrl !== undefined && typeof store.url !== 'string' && !isRedisUrl(redisUrl)) {
         issues.push({ path: 'store.url', message: `the referenced value ${REDIS_URL_ERROR}` });
       }
     }
@@ -187,17 +187,29 @@ export class Runtime implements ServerContext {
       for (const exchange of [...this.inFlight]) exchange.terminate();
     }
     if (this.tools.inFlight) await this.tools.abort();
+    // The requests that ended (cut ones included) settled their reservations: let that reach
+    // the shared store before its connection closes, or their reservations stay counted in full.
+    await this.policy.flush();
     this.proxy?.closeAllConnections();
     if (this.ticker) clearInterval(this.ticker);
     this.admin?.close();
     this.admin?.closeAllConnections();
+    this.close();
+    this.audit.record({ kind: 'stop' });
+    await this.audit.flush();
+  }
+
+  /**
+   * Releases what creating the runtime opened (the Redis connection, provider pools, timers),
+   * so the process can exit: at the end of a drain, and after `--check`, which creates the
+   * runtime to resolve its secrets but serves nothing.
+   */
+  close(): void {
     for (const p of [...this.providers.openai, ...this.providers.anthropic]) p.close();
     this.policy.close();
     this.verifier?.close();
     this.tools.close();
     this.redis?.close();
-    this.audit.record({ kind: 'stop' });
-    await this.audit.flush();
   }
 }
 

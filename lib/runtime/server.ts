@@ -5,7 +5,7 @@
 import * as http from 'node:http';
 import type { ApiDialect } from './api/dialect';
 import { anthropicDialect } from './api/anthropic';
-import type { AuditLog } from './audit/audit-log';
+import { AuditAttr, type AuditLog } from './audit/audit-log';
 import { openAiDialect } from './api/openai';
 import { ErrorCode, Exchange, type ExchangeContext } from './exchange';
 import { estimateInputTokens } from './metering/estimate';
@@ -100,7 +100,7 @@ export function proxyHandler(ctx: ServerContext): (req: HttpRequest, res: HttpRe
     if (ctx.tools.route(req, res, path, 'proxy')) return;
     if (ctx.draining) {
       // A request on a connection kept alive from before SIGTERM: the client should retry elsewhere.
-      return rejectEarly(ctx, dialectFor(req), res, 503, ErrorCode.upstreamUnavailable, 'the runtime is shutting down; retry', undefined, {
+      return rejectEarly(ctx, dialectFor(req), req, res, 503, ErrorCode.upstreamUnavailable, 'the runtime is shutting down; retry', undefined, {
         'retry-after': '1',
         'x-should-retry': 'true',
         connection: 'close',
@@ -110,7 +110,7 @@ export function proxyHandler(ctx: ServerContext): (req: HttpRequest, res: HttpRe
     const dialect = llmDialect ?? dialectFor(req);
     readBody(ctx, dialect, req, res, (raw) => {
       const identity = identityOf(ctx, req, path, raw);
-      if (!('agent' in identity)) return rejectEarly(ctx, dialect, res, identity.status, identity.code, identity.message);
+      if (!('agent' in identity)) return rejectEarly(ctx, dialect, req, res, identity.status, identity.code, identity.message);
       if (!llmDialect) {
         new Exchange(ctx, dialect, req, res, identity, undefined, raw).start();
         return;
@@ -119,17 +119,17 @@ export function proxyHandler(ctx: ServerContext): (req: HttpRequest, res: HttpRe
       try {
         body = JSON.parse(raw.toString('utf8'));
       } catch (err) {
-        return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, `the request body is not valid JSON: ${(err as Error).message}`);
+        return rejectEarly(ctx, dialect, req, res, 400, ErrorCode.invalidRequest, `the request body is not valid JSON: ${(err as Error).message}`);
       }
       if (!body || typeof body !== 'object' || Array.isArray(body)) {
-        return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, 'the request body must be a JSON object');
+        return rejectEarly(ctx, dialect, req, res, 400, ErrorCode.invalidRequest, 'the request body must be a JSON object');
       }
       const obj = body as Record<string, unknown>;
       const problem = dialect.checkRequest(obj);
-      if (problem) return rejectEarly(ctx, dialect, res, 400, ErrorCode.invalidRequest, problem.message, problem.param);
+      if (problem) return rejectEarly(ctx, dialect, req, res, 400, ErrorCode.invalidRequest, problem.message, problem.param);
       const model = obj.model as string;
       if (ctx.config.unpricedModels === 'reject' && !ctx.prices.lookup(model)) {
-        return rejectEarly(ctx, dialect, res, 400, ErrorCode.modelNotPriced, `model ${JSON.stringify(model)} has no price in this deployment's price table; add it to the config's prices`, 'model');
+        return rejectEarly(ctx, dialect, req, res, 400, ErrorCode.modelNotPriced, `model ${JSON.stringify(model)} has no price in this deployment's price table; add it to the config's prices`, 'model');
       }
       const promptTokens = estimateInputTokens(obj);
       new Exchange(ctx, dialect, req, res, identity, { body: obj, raw, model, stream: obj.stream === true, promptTokens }).start();
@@ -192,7 +192,7 @@ function readBody(
 function tooLarge(ctx: ServerContext, dialect: ApiDialect, req: HttpRequest, res: HttpResponse, seen: number): void {
   const limit = ctx.config.limits.maxBodyBytes;
   const hopeless = seen > DISCARD_LIMIT;
-  rejectEarly(ctx, dialect, res, 413, ErrorCode.requestTooLarge, `the request body exceeds ${limit} bytes (limits.maxBodyBytes)`, undefined, hopeless ? { connection: 'close' } : undefined);
+  rejectEarly(ctx, dialect, req, res, 413, ErrorCode.requestTooLarge, `the request body exceeds ${limit} bytes (limits.maxBodyBytes)`, undefined, hopeless ? { connection: 'close' } : undefined);
   if (hopeless || req.complete) return;
   let discarded = seen;
   req.on('data', (chunk: Buffer) => {
@@ -202,10 +202,11 @@ function tooLarge(ctx: ServerContext, dialect: ApiDialect, req: HttpRequest, res
   req.resume();
 }
 
-/** Answers a request that never reaches a provider, counting it. */
+/** Answers a request that never reaches a provider, counting and auditing it. */
 export function rejectEarly(
   ctx: ServerContext,
   dialect: ApiDialect,
+  req: HttpRequest,
   res: HttpResponse,
   status: number,
   code: string,
@@ -225,4 +226,17 @@ export function rejectEarly(
   res.writeHead(status, headers);
   res.end(body);
   ctx.metrics.for(ctx.agent, 'none', 'none').request(status).inc();
+  // One record per request, refused ones included: who was turned away, where, and why. The
+  // identity headers are not recorded: the request may be refused for them (or, on a
+  // gateway, for not being signed).
+  const path = pathOf(req.url ?? '/');
+  ctx.audit.record({
+    kind: req.method === 'POST' && ROUTES[path] ? 'llm.request' : 'http.request',
+    'http.request.method': req.method,
+    'url.path': path,
+    [AuditAttr.status]: status,
+    [AuditAttr.decision]: 'deny',
+    [AuditAttr.rule]: code,
+    [AuditAttr.reason]: message,
+  });
 }

@@ -50,6 +50,27 @@ export const LoopGuardSchema = z
 export const REDIS_URL = /^rediss?:\/\/[^/\s@]+(\/\d{1,2})?$/;
 export const REDIS_URL_ERROR = 'must be redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB] (TLS), without credentials';
 
+/** Whether the runtime can connect to this URL: the shape above, and a host and port it can parse (a port up to 65535). */
+export function isRedisUrl(value: string): boolean {
+  if (!REDIS_URL.test(value)) return false;
+  try {
+    return new URL(value).hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** An absolute http(s) URL the runtime can parse and call. */
+function isCallableUrl(value: string): boolean {
+  if (!/^https?:\/\/[^\s]+$/.test(value)) return false;
+  try {
+    new URL(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const StoreSchema = z
   .discriminatedUnion('type', [
     z.strictObject({ type: z.literal('memory') }),
@@ -57,7 +78,7 @@ export const StoreSchema = z
       type: z.literal('redis'),
       url: z
         .union([
-          z.string().regex(REDIS_URL, { error: REDIS_URL_ERROR }),
+          z.string().refine(isRedisUrl, { error: REDIS_URL_ERROR }),
           SecretRefSchema.describe('A file or variable holding the URL: for endpoints known only once the cloud side is applied.'),
         ])
         .describe('redis://host:6379/0, or rediss:// for TLS, or a reference to one. Credentials go in username/password.'),
@@ -82,16 +103,28 @@ export const StoreSchema = z
 export const ACTIONS = ['block', 'redact', 'warn', 'off'] as const;
 export type GuardrailAction = (typeof ACTIONS)[number];
 
-export const DenyPatternSchema = z.strictObject({
-  id: z.string().regex(/^[a-z0-9_.-]{1,40}$/, { error: 'must be 1-40 of a-z 0-9 _ . -' }),
-  pattern: z.string().min(1).refine(isRegex, { error: 'must be a valid JavaScript regular expression' }),
-  flags: z.string().regex(/^[imsu]*$/, { error: 'may only use the flags i, m, s, u' }).default('i'),
-  action: z.enum(['block', 'warn']).default('block'),
-});
+export const DenyPatternSchema = z
+  .strictObject({
+    id: z.string().regex(/^[a-z0-9_.-]{1,40}$/, { error: 'must be 1-40 of a-z 0-9 _ . -' }),
+    pattern: z.string().min(1).refine((p) => isRegex(p, ''), { error: 'must be a valid JavaScript regular expression' }),
+    flags: z.string().regex(/^[imsu]*$/, { error: 'may only use the flags i, m, s, u' }).default('i'),
+    action: z.enum(['block', 'warn']).default('block'),
+  })
+  // The runtime compiles the pattern with its flags: with "u", a pattern valid without it (a{, \-) is an error.
+  .superRefine(
+    (value, ctx) => {
+      const { pattern, flags } = value as { pattern?: unknown; flags?: unknown };
+      if (typeof pattern !== 'string' || typeof flags !== 'string' || !/^[imsu]*$/.test(flags) || !isRegex(pattern, '')) return;
+      if (!isRegex(pattern, flags)) {
+        ctx.addIssue({ code: 'custom', path: ['pattern'], message: `must be a valid JavaScript regular expression with the flags "${flags}"` });
+      }
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
-function isRegex(pattern: string): boolean {
+function isRegex(pattern: string, flags: string): boolean {
   try {
-    new RegExp(pattern);
+    new RegExp(pattern, flags);
     return true;
   } catch {
     return false;
@@ -128,7 +161,7 @@ export const GuardrailsSchema = z
 export const ToolSchema = z
   .strictObject({
     name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, { error: 'must be 1-64 of letters, digits, _ and - (the function-name rule of the LLM APIs)' }),
-    endpoint: z.string().refine((u) => /^https?:\/\/[^\s]+$/.test(u), { error: 'must be an absolute http(s) URL' }).describe('Where POST /tools/{name} is forwarded.'),
+    endpoint: z.string().refine(isCallableUrl, { error: 'must be an absolute http(s) URL' }).describe('Where POST /tools/{name} is forwarded.'),
     timeoutMs: positiveInt.default(30_000),
     requiresApproval: z.boolean().default(false).describe('Hold each call until an approver approves it.'),
     approvalTtlMs: positiveInt.default(3_600_000).describe('A pending call not decided within this time expires and never runs.'),

@@ -2,13 +2,15 @@
  * Requests the sidecar turns away itself, before any provider is chosen: malformed or invalid
  * bodies (400), bodies over limits.maxBodyBytes (413) and, with unpricedModels: 'reject', models
  * missing from the price table. Each answer is in the called API's own error shape, tells the
- * SDK not to retry, never reaches the provider, and is counted with provider="none".
+ * SDK not to retry, never reaches the provider, is counted with provider="none", bills nothing,
+ * and leaves one audit record saying who was refused, where and why.
  */
 import * as http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import { auditRecords, expectIntactAuditChain } from '../support/audit';
 import { FakeLlm } from '../support/fake-llm';
-import { metricDelta, rawPost, Sidecar, testConfig } from '../support/sidecar';
+import { metricDelta, rawPost, Sidecar, sleep, testConfig } from '../support/sidecar';
 
 const MAX_BODY = 2048;
 
@@ -34,6 +36,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // Every refusal left its record, in one intact chain.
+  if (sidecar) await expectIntactAuditChain(sidecar);
   await sidecar?.stop();
   await fake?.close();
 });
@@ -52,7 +56,21 @@ async function rejectionsDuring(code: string, fn: () => Promise<void>): Promise<
   const before = await sidecar.metricsText();
   await fn();
   const after = await sidecar.metricsText();
+  // Refused before anything went upstream: nothing is billed.
+  expect(metricDelta(before, after, 'llm_tokens_total')).toBe(0);
+  expect(metricDelta(before, after, 'llm_cost_usd_total')).toBe(0);
   return metricDelta(before, after, 'llm_requests_total', { ...NONE, code });
+}
+
+/** The audit records written while `fn` ran, once they are out (a record follows its answer by a turn). */
+async function auditDuring(count: number, fn: () => Promise<void>): Promise<ReturnType<typeof auditRecords>> {
+  await sleep(50); // the records of what ran before are out
+  const from = sidecar.stdout.length;
+  await fn();
+  const deadline = Date.now() + 3_000;
+  while (sidecar.stdout.length - from < count && Date.now() < deadline) await sleep(10);
+  await sleep(50);
+  return auditRecords(sidecar).slice(from);
 }
 
 describe('invalid bodies get 400 in the OpenAI error shape, naming the parameter', () => {
@@ -70,9 +88,15 @@ describe('invalid bodies get 400 in the OpenAI error shape, naming the parameter
 
   test.each(cases)('%s', async (_name, body, param) => {
     let res!: Awaited<ReturnType<typeof rawPost>>;
-    const counted = await rejectionsDuring('400', async () => {
-      res = await rawPost(sidecar.url + OPENAI_PATH, body, { ...JSON_HEADERS, authorization: 'Bearer sk-client' });
+    let counted = 0;
+    const records = await auditDuring(1, async () => {
+      counted = await rejectionsDuring('400', async () => {
+        res = await rawPost(sidecar.url + OPENAI_PATH, body, { ...JSON_HEADERS, authorization: 'Bearer sk-client' });
+      });
     });
+    expect(records).toEqual([
+      expect.objectContaining({ kind: 'llm.request', 'http.response.status_code': 400, 'gen_ai.security.decision.type': 'deny', 'gen_ai.security.policy.id': 'invalid_request_error' }),
+    ]);
     expect(res.status).toBe(400);
     expect(res.headers['content-type']).toBe('application/json');
     expect(res.headers['x-should-retry']).toBe('false');
@@ -200,11 +224,25 @@ describe(`bodies over limits.maxBodyBytes (${MAX_BODY}) get 413 request_too_larg
     expect(fake.requests[0].body.messages[0].content).toBe(filler);
   });
 
-  test('declared with content-length: OpenAI shape, nothing upstream, the rest of the body drained', async () => {
+  test('declared with content-length: OpenAI shape, nothing upstream, the rest of the body drained, the refusal audited', async () => {
     let res!: Awaited<ReturnType<typeof rawPost>>;
-    const counted = await rejectionsDuring('413', async () => {
-      res = await rawPost(sidecar.url + OPENAI_PATH, bigOpenAi, JSON_HEADERS);
+    let counted = 0;
+    const records = await auditDuring(1, async () => {
+      counted = await rejectionsDuring('413', async () => {
+        res = await rawPost(sidecar.url + OPENAI_PATH, bigOpenAi, JSON_HEADERS);
+      });
     });
+    expect(records).toEqual([
+      expect.objectContaining({
+        kind: 'llm.request',
+        'url.path': OPENAI_PATH,
+        'http.response.status_code': 413,
+        'gen_ai.security.decision.type': 'deny',
+        'gen_ai.security.policy.id': 'request_too_large',
+        'gen_ai.security.decision.reason': expect.stringContaining('limits.maxBodyBytes'),
+      }),
+    ]);
+    expect(records[0]['gen_ai.usage.input_tokens']).toBeUndefined();
     expect(res.status).toBe(413);
     expect(res.headers['x-should-retry']).toBe('false');
     // Kept open while the client finishes sending: closing mid-upload would surface as EPIPE.
@@ -244,7 +282,11 @@ describe(`bodies over limits.maxBodyBytes (${MAX_BODY}) get 413 request_too_larg
   });
 
   test('sent chunked to the Anthropic endpoint', async () => {
-    const res = await chunkedPost(sidecar.url + ANTHROPIC_PATH, { ...ANTHROPIC_HEADERS }, Buffer.alloc(700, 'y'), 40);
+    let res!: Awaited<ReturnType<typeof chunkedPost>>;
+    const records = await auditDuring(1, async () => {
+      res = await chunkedPost(sidecar.url + ANTHROPIC_PATH, { ...ANTHROPIC_HEADERS }, Buffer.alloc(700, 'y'), 40);
+    });
+    expect(records).toEqual([expect.objectContaining({ kind: 'llm.request', 'url.path': ANTHROPIC_PATH, 'http.response.status_code': 413, 'gen_ai.security.policy.id': 'request_too_large' })]);
     expect(res.status).toBe(413);
     expect(JSON.parse(res.body)).toEqual({ type: 'error', error: { type: 'request_too_large', message: expect.any(String) } });
     expect(fake.requests).toEqual([]);

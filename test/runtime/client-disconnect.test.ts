@@ -1,12 +1,15 @@
 /**
  * A client that goes away before its answer is complete: the sidecar stops the provider call at
  * once (no paying for tokens nobody reads), counts the request with code 499, bills what the
- * prompt cost as an estimate, and keeps serving.
+ * prompt cost as an estimate (never zero), releases the rest of the budget reservation, audits
+ * it (status 499, usage_estimated), and keeps serving.
  */
 import * as http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { FakeLlm, type ResponseOutcome } from '../support/fake-llm';
+import { billedTokens, expectIntactAuditChain, waitForRequestRecords } from '../support/audit';
+import { expectBudgetHolds } from '../support/policy';
 import { metricDelta, Sidecar, sleep, sumSamples, testConfig } from '../support/sidecar';
 
 let fake: FakeLlm;
@@ -17,6 +20,8 @@ let anthropic: Anthropic;
 const AGENT = 'test-agent';
 const OPENAI_LABELS = { agent: AGENT, provider: 'openai', model: 'gpt-4o-mini' };
 const ANTHROPIC_LABELS = { agent: AGENT, provider: 'anthropic', model: 'claude-haiku-4-5' };
+/** Each test's end user has this many tokens a day: what its requests reserve and settle. */
+const USER_TOKENS = 100_000;
 
 beforeAll(async () => {
   fake = await FakeLlm.start();
@@ -26,6 +31,7 @@ beforeAll(async () => {
         { name: 'openai', type: 'openai', baseUrl: fake.openaiUrl },
         { name: 'anthropic', type: 'anthropic', baseUrl: fake.url },
       ],
+      budgets: [{ scope: 'user', unit: 'tokens', period: 'day', limit: USER_TOKENS }],
     }),
   });
   openai = new OpenAI({ baseURL: sidecar.openaiBaseUrl, apiKey: 'sk-client', maxRetries: 0 });
@@ -37,13 +43,29 @@ afterAll(async () => {
   await fake?.close();
 });
 
-beforeEach(() => fake.reset());
+let user = '';
+let testNo = 0;
+beforeEach(() => {
+  fake.reset();
+  user = `user-${++testNo}`;
+});
+const as = () => ({ 'x-agent-user': user });
 
 afterEach(async () => {
-  // Whatever a test did, nothing is left in flight and the process is alive.
+  // Whatever a test did, nothing is left in flight, the process is alive and its audit chain intact.
   await eventually(async () => expect(await sidecar.metric('llm_requests_in_flight', { agent: AGENT })).toBe(0));
   expect(sidecar.child.exitCode).toBeNull();
+  await expectIntactAuditChain(sidecar);
 });
+
+/** The user's one request record: a 499, billed as an estimate, never zero; and its reservation released. */
+async function expectBilledAndReleased(): Promise<void> {
+  const [record] = await waitForRequestRecords(sidecar, user, 1);
+  expect(record).toMatchObject({ 'http.response.status_code': 499, usage_estimated: true, 'gen_ai.security.decision.type': 'allow' });
+  expect(record['gen_ai.usage.input_tokens']).toBeGreaterThan(0);
+  expect(record.cost_usd).toBeGreaterThan(0);
+  await expectBudgetHolds(openai, user, USER_TOKENS, billedTokens(record));
+}
 
 /** Retries `check` until it passes or `ms` elapse (metrics settle a moment after the client sees the end). */
 async function eventually(check: () => Promise<void>, ms = 3_000): Promise<void> {
@@ -84,7 +106,7 @@ test('an OpenAI SDK stream aborted mid-way: the provider call is stopped, 499, b
   const controller = new AbortController();
   const stream = await openai.chat.completions.create(
     { model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], stream: true },
-    { signal: controller.signal },
+    { signal: controller.signal, headers: as() },
   );
   let received = 0;
   // The SDK ends an aborted stream's iteration quietly (or with an abort error).
@@ -100,10 +122,10 @@ test('an OpenAI SDK stream aborted mid-way: the provider call is stopped, 499, b
   expect(received).toBeLessThan(10);
   const abortedAt = Date.now();
 
-  // The sidecar closed its provider connection long before the stream would have ended.
-  const outcome = await providerResponseClosed(0, 2_000);
+  // The sidecar closed its provider connection long before the stream would have ended: within 1 s.
+  const outcome = await providerResponseClosed(0, 1_000);
   expect(outcome.finished).toBe(false);
-  expect(Date.now() - abortedAt).toBeLessThan(2_000);
+  expect(Date.now() - abortedAt).toBeLessThan(1_000);
 
   await eventually(async () => {
     const after = await sidecar.metricsText();
@@ -119,6 +141,10 @@ test('an OpenAI SDK stream aborted mid-way: the provider call is stopped, 499, b
   expect(metricDelta(before, after, 'llm_tokens_total', { ...OPENAI_LABELS, type: 'output' })).toBeLessThan(40);
   expect(metricDelta(before, after, 'llm_cost_usd_total', OPENAI_LABELS)).toBeGreaterThan(0);
   expect(sumSamples(after, 'llm_requests_in_flight', { agent: AGENT })).toBe(0);
+  // The words streamed before the client left are billed too, and the reservation's rest released.
+  const [record] = await waitForRequestRecords(sidecar, user, 1);
+  expect(record['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+  await expectBilledAndReleased();
 });
 
 test('a raw Anthropic stream whose connection is destroyed after the first events: same', async () => {
@@ -128,7 +154,7 @@ test('a raw Anthropic stream whose connection is destroyed after the first event
   const firstBytes = await new Promise<string>((resolve, reject) => {
     const req = http.request(
       `${sidecar.url}/v1/messages`,
-      { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': 'sk-ant-client' } },
+      { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': 'sk-ant-client', ...as() } },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -163,6 +189,10 @@ test('a raw Anthropic stream whose connection is destroyed after the first event
   expect(metricDelta(before, after, 'llm_tokens_total', { ...ANTHROPIC_LABELS, type: 'input' })).toBe(12);
   expect(metricDelta(before, after, 'llm_tokens_total', { ...ANTHROPIC_LABELS, type: 'output' })).toBeGreaterThan(0);
   expect(sumSamples(after, 'llm_requests_in_flight', { agent: AGENT })).toBe(0);
+  const [record] = await waitForRequestRecords(sidecar, user, 1);
+  expect(record).toMatchObject({ 'gen_ai.usage.input_tokens': 12 });
+  expect(record['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+  await expectBilledAndReleased();
 });
 
 test('an Anthropic SDK call aborted while a whole answer is arriving slowly is counted 499 and stopped upstream', async () => {
@@ -171,7 +201,7 @@ test('an Anthropic SDK call aborted while a whole answer is arriving slowly is c
   fake.script({ firstByteDelayMs: 1_500 });
   const controller = new AbortController();
   const pending = anthropic.messages
-    .create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: prompt }] }, { signal: controller.signal })
+    .create({ model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: prompt }] }, { signal: controller.signal, headers: as() })
     .then(
       () => undefined,
       (e: unknown) => e,
@@ -188,6 +218,7 @@ test('an Anthropic SDK call aborted while a whole answer is arriving slowly is c
   const after = await sidecar.metricsText();
   expect(metricDelta(before, after, 'llm_usage_estimated_total', ANTHROPIC_LABELS)).toBe(1);
   expect(metricDelta(before, after, 'llm_tokens_total', { ...ANTHROPIC_LABELS, type: 'input' })).toBeGreaterThan(0);
+  await expectBilledAndReleased();
 });
 
 test('a client gone before the provider answered: 499, the late answer harms nothing, the next request succeeds', async () => {
@@ -195,7 +226,7 @@ test('a client gone before the provider answered: 499, the late answer harms not
   fake.script({ delayMs: 1_500 });
   const controller = new AbortController();
   const pending = openai.chat.completions
-    .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] }, { signal: controller.signal })
+    .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }] }, { signal: controller.signal, headers: as() })
     .then(
       () => undefined,
       (e: unknown) => e,
@@ -216,6 +247,7 @@ test('a client gone before the provider answered: 499, the late answer harms not
   expect(metricDelta(before, after, 'llm_usage_estimated_total', OPENAI_LABELS)).toBe(1);
   expect(metricDelta(before, after, 'llm_tokens_total', { ...OPENAI_LABELS, type: 'input' })).toBeGreaterThan(0);
   expect(sumSamples(after, 'llm_requests_in_flight', { agent: AGENT })).toBe(0);
+  await expectBilledAndReleased();
 
   // Past the moment the provider would have answered, the sidecar is alive and serves normally.
   await sleep(1_700);
@@ -224,7 +256,8 @@ test('a client gone before the provider answered: 499, the late answer harms not
   const completion = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'again' }] });
   expect(completion.choices[0].message.content).toBe('all good');
   after = await sidecar.metricsText();
-  expect(metricDelta(before, after, 'llm_requests_total', { ...OPENAI_LABELS, code: '200' })).toBe(1);
+  // The follow-up that proved the reservation released, and this one.
+  expect(metricDelta(before, after, 'llm_requests_total', { ...OPENAI_LABELS, code: '200' })).toBe(2);
   expect(metricDelta(before, after, 'llm_requests_total', { ...OPENAI_LABELS, code: '499' })).toBe(1);
   expect(metricDelta(before, after, 'llm_usage_estimated_total', OPENAI_LABELS)).toBe(1);
   expect(sidecar.stderr.filter((l) => l.includes('"level":"error"'))).toEqual([]);
@@ -238,7 +271,7 @@ test('many clients leaving mid-stream at once leave nothing in flight and no pro
   const runs = controllers.map(async (controller) => {
     const stream = await openai.chat.completions.create(
       { model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], stream: true },
-      { signal: controller.signal },
+      { signal: controller.signal, headers: as() },
     );
     let seen = 0;
     try {
@@ -259,4 +292,13 @@ test('many clients leaving mid-stream at once leave nothing in flight and no pro
   const after = await sidecar.metricsText();
   expect(metricDelta(before, after, 'llm_usage_estimated_total', OPENAI_LABELS)).toBe(n);
   expect(sumSamples(after, 'llm_requests_in_flight', { agent: AGENT })).toBe(0);
+  // One record each, every one billed; all n reservations released, none twice.
+  const records = await waitForRequestRecords(sidecar, user, n);
+  expect(records).toHaveLength(n);
+  for (const r of records) {
+    expect(r).toMatchObject({ 'http.response.status_code': 499, usage_estimated: true });
+    expect(r['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+  }
+  fake.defaultStep = {};
+  await expectBudgetHolds(openai, user, USER_TOKENS, records.reduce((sum, r) => sum + billedTokens(r), 0));
 });

@@ -1,12 +1,18 @@
 /**
  * Graceful shutdown: after SIGTERM the sidecar stops taking requests and reports itself not
  * ready, lets in-flight streams finish (metered) for up to shutdown.drainMs, cuts what is left
- * with an error event the SDKs raise, and exits 0.
+ * with an error event the SDKs raise, and exits 0. Drained and cut requests alike are billed and
+ * audited (the chain verifies through its stop record), and with a shared Redis budget their
+ * reservations are settled to what they used before the process exits.
  */
 import * as http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import type { SidecarConfigInput } from '../../lib/spec';
+import { auditRecords, billedTokens, expectIntactAuditChain, type AuditRecord } from '../support/audit';
+import { redisTokensUsed } from '../support/policy';
 import { FakeLlm } from '../support/fake-llm';
+import { RedisServer } from '../support/redis';
 import { Sidecar, sleep, sumSamples, testConfig } from '../support/sidecar';
 
 let fake: FakeLlm;
@@ -25,7 +31,7 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function startSidecar(drainMs: number): Promise<Sidecar> {
+async function startSidecar(drainMs: number, overrides: Partial<SidecarConfigInput> = {}): Promise<Sidecar> {
   const sidecar = await Sidecar.start({
     config: testConfig({
       providers: [
@@ -33,6 +39,7 @@ async function startSidecar(drainMs: number): Promise<Sidecar> {
         { name: 'anthropic', type: 'anthropic', baseUrl: fake.url },
       ],
       shutdown: { drainMs },
+      ...overrides,
     }),
   });
   running.push(sidecar);
@@ -75,6 +82,15 @@ async function within<T>(ms: number, what: string, promise: Promise<T>): Promise
 }
 
 const words = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => `${prefix}${i}`).join(' ');
+
+/** After the exit: the whole stdout is one intact chain from start to stop; its request records. */
+async function auditAfterExit(sidecar: Sidecar): Promise<AuditRecord[]> {
+  await expectIntactAuditChain(sidecar);
+  const records = auditRecords(sidecar);
+  expect(records[0].kind).toBe('start');
+  expect(records.at(-1)!.kind).toBe('stop');
+  return records.filter((r) => r.kind === 'llm.request');
+}
 
 test('SIGTERM during slow streams: not ready, no new connections, the streams finish and are metered, exit 0', async () => {
   const sidecar = await startSidecar(20_000);
@@ -139,6 +155,15 @@ test('SIGTERM during slow streams: not ready, no new connections, the streams fi
     expect.objectContaining({ finished: true }),
   ]);
   expect(sidecar.stderr.some((l) => l.includes('drain deadline reached'))).toBe(false);
+  // Both drained streams are audited with their reported usage; the late request, if it got an
+  // answer at all, with its refusal.
+  const requests = await auditAfterExit(sidecar);
+  const served = requests.filter((r) => r['http.response.status_code'] === 200);
+  expect(served.map((r) => [r['gen_ai.provider.name'], r['gen_ai.usage.input_tokens'], r['gen_ai.usage.output_tokens'], r.usage_estimated])).toEqual([
+    ['openai', 21, 8, false],
+    ['anthropic', 33, 20, false],
+  ]);
+  expect(requests.filter((r) => r['http.response.status_code'] !== 200).every((r) => r['http.response.status_code'] === 503)).toBe(true);
 });
 
 test('a request on a connection kept alive from before SIGTERM is not served during the drain', async () => {
@@ -257,6 +282,66 @@ test('streams that outlast shutdown.drainMs are cut at the deadline with an erro
   // The provider calls were abandoned, not left open.
   const closed = await within(3_000, 'the provider connections closing', Promise.all(fake.responseClosed));
   expect(closed.map((c) => c.finished)).toEqual([false, false, false]);
+  // The cut streams are billed (estimated: the provider never sent its usage); the request still
+  // waiting for its provider was answered nothing, so nothing is billed for it.
+  const requests = await auditAfterExit(sidecar);
+  expect(requests.map((r) => r['http.response.status_code'])).toEqual([503, 503, 503]);
+  const streamed = requests.filter((r) => r.stream === true);
+  const [waiting] = requests.filter((r) => r.stream === false);
+  expect(streamed).toHaveLength(2);
+  for (const cut of streamed) {
+    expect(cut).toMatchObject({ stream: true, usage_estimated: true });
+    expect(cut['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+    expect(cut.cost_usd).toBeGreaterThan(0);
+  }
+  expect(waiting).toMatchObject({ stream: false, 'gen_ai.provider.name': 'openai' });
+  expect(waiting['gen_ai.usage.input_tokens']).toBeUndefined();
+});
+
+test('with a shared Redis budget, streams drained or cut at the deadline are settled to what they used before the process exits', async () => {
+  const redis = await RedisServer.start();
+  try {
+    const drainMs = 1_000;
+    const sidecar = await startSidecar(drainMs, {
+      budgets: [{ scope: 'user', unit: 'tokens', period: 'day', limit: 1_000_000 }],
+      store: { type: 'redis', url: redis.url, commandTimeoutMs: 1_000 },
+    });
+    const { openai } = clients(sidecar);
+    // One stream ends during the drain, one stalls and is cut at the deadline.
+    fake.script({ text: words(6, 'd'), eventDelayMs: 100, usage: { input: 30, output: 6 } }, { stallAfterEvents: 3 });
+    const headers = { 'x-agent-user': 'drained' };
+    const drained = await openai.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 500, messages: [{ role: 'user', content: 'D' }], stream: true }, { headers });
+    const cut = await openai.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 500, messages: [{ role: 'user', content: 'C' }], stream: true }, { headers: { 'x-agent-user': 'cut' } });
+    const readAll = async (s: AsyncIterable<unknown>) => {
+      try {
+        for await (const _ of s);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    };
+    const reading = Promise.all([readAll(drained), readAll(cut)]);
+    // Both reservations are in Redis (500 tokens of output each, plus the prompt).
+    const used = (user: string) => redisTokensUsed(redis, user);
+    expect(used('drained')).toBeGreaterThan(500);
+    expect(used('cut')).toBeGreaterThan(500);
+
+    sidecar.child.kill('SIGTERM');
+    const [drainedError, cutError] = await within(drainMs + 6_000, 'the streams ending', reading);
+    expect(drainedError).toBeUndefined();
+    expect((cutError as InstanceType<typeof OpenAI.APIError>).code).toBe('upstream_unavailable');
+    expect((await within(5_000, 'exit', sidecar.exit)).code).toBe(0);
+
+    const requests = await auditAfterExit(sidecar);
+    const byUser = (user: string) => requests.find((r) => r['user.id'] === user)!;
+    expect(byUser('drained')).toMatchObject({ 'http.response.status_code': 200, usage_estimated: false, 'gen_ai.usage.input_tokens': 30, 'gen_ai.usage.output_tokens': 6 });
+    expect(byUser('cut')).toMatchObject({ 'http.response.status_code': 503, usage_estimated: true });
+    // The shared budget holds what each used, not what each reserved.
+    expect(used('drained')).toBe(billedTokens(byUser('drained')));
+    expect(used('cut')).toBe(billedTokens(byUser('cut')));
+  } finally {
+    await redis.stop();
+  }
 });
 
 test('SIGTERM with nothing in flight exits 0 promptly, long before drainMs', async () => {

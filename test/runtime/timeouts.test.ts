@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import OpenAI from 'openai';
 import type { SidecarConfigInput } from '../../lib/spec';
 import { openaiProvider, PRIMARY_TEXT, SECONDARY_TEXT, useProviderPair } from '../support/provider-pair';
+import { auditRecords, expectIntactAuditChain } from '../support/audit';
 import { metricDelta, Sidecar, testConfig } from '../support/sidecar';
 
 const MODEL = 'gpt-4o-mini';
@@ -216,6 +217,8 @@ describe('first byte, idle and slow clients', () => {
     const head = `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`;
 
     // One byte every 100 ms: the head alone would take ~10 s.
+    const before = await ctx.sidecar.metricsText();
+    const recordsBefore = auditRecords(ctx.sidecar).length;
     const result = await slowClient(port, head, '', 100);
 
     expect(result.sent).toBeLessThan(Buffer.byteLength(head));
@@ -224,6 +227,12 @@ describe('first byte, idle and slow clients', () => {
     if (result.response) expect(result.response).toMatch(/^HTTP\/1\.1 408 /);
     expect(fakes.primary.requests).toHaveLength(0);
     expect(fakes.secondary.requests).toHaveLength(0);
+    // No request was ever read: nothing is billed or audited as one, and the chain is intact.
+    const after = await ctx.sidecar.metricsText();
+    expect(metricDelta(before, after, 'llm_tokens_total')).toBe(0);
+    expect(metricDelta(before, after, 'llm_requests_total')).toBe(0);
+    expect(auditRecords(ctx.sidecar).slice(recordsBefore).filter((r) => r.kind === 'llm.request')).toEqual([]);
+    await expectIntactAuditChain(ctx.sidecar);
   });
 
   test('a client sending its body slower than requestBodyMs is closed, and nothing goes upstream', async () => {

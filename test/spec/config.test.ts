@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import fc from 'fast-check';
+import { configArb, GATEWAY } from '../support/config-arbitraries';
 import {
   ConfigValidationError,
   formatPath,
@@ -14,7 +15,6 @@ import {
   ProviderSchema,
   validateSidecarConfig,
   type ConfigIssue,
-  type SidecarConfigInput,
 } from '../../lib/spec/config';
 
 const DEFAULTS = {
@@ -52,8 +52,6 @@ const DEFAULTS = {
 const LITERAL_SECRET = 'must be a reference {"env": "NAME"} or {"file": "/path"}, never a literal secret';
 const UNKNOWN_FIELD = 'unknown field; check its spelling against sidecar-config.schema.json';
 
-/** The gateway section gateway mode requires. */
-const GATEWAY = { agents: [{ name: 'support', signingKey: { file: '/var/run/cdk-agents/agents/support' } }] };
 
 const byPath = (issues: readonly ConfigIssue[]) => [...issues].sort((a, b) => (a.path + a.message).localeCompare(b.path + b.message));
 
@@ -276,99 +274,6 @@ describe('problems are all reported at once, each by its path', () => {
 });
 
 // ---- property: valid parts make a valid config --------------------------------------------------
-
-const noProto = (k: string) => k !== '__proto__';
-const nameArb = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/);
-const urlArb = fc
-  .tuple(
-    fc.constantFrom('http', 'https'),
-    fc.domain(),
-    fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined }),
-    fc.stringMatching(/^(\/[a-z0-9._-]{1,10}){0,3}$/),
-  )
-  .map(([scheme, host, port, p]) => `${scheme}://${host}${port ? `:${port}` : ''}${p}`);
-const secretArb = fc.oneof(
-  fc.record({ env: fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,30}$/) }),
-  fc.record({ file: fc.stringMatching(/^\/[a-z0-9._-]{1,12}(\/[a-z0-9._-]{1,12}){0,3}$/) }),
-);
-const stringMap = fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }).filter(noProto), fc.string({ minLength: 1, maxLength: 20 }), { maxKeys: 3 });
-const headersArb = fc.dictionary(
-  fc.stringMatching(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20}$/).filter(noProto),
-  fc.string({ maxLength: 30 }).filter((v) => !/[\r\n]/.test(v)),
-  { maxKeys: 3 },
-);
-const common = { apiKey: secretArb, modelMap: stringMap, headers: headersArb };
-
-const providerArb = fc.oneof(
-  fc.record(
-    { name: nameArb, type: fc.constantFrom('openai' as const, 'anthropic' as const), baseUrl: urlArb, ...common },
-    { requiredKeys: ['name', 'type'] },
-  ),
-  fc.record({ name: nameArb, type: fc.constant('openai-compatible' as const), baseUrl: urlArb, ...common }, { requiredKeys: ['name', 'type', 'baseUrl'] }),
-  fc.oneof(
-    fc.record(
-      { name: nameArb, type: fc.constant('azure-openai' as const), baseUrl: urlArb, apiVersion: fc.constantFrom('2024-10-21', 'preview'), ...common },
-      { requiredKeys: ['name', 'type', 'baseUrl'] },
-    ),
-    fc.record(
-      {
-        name: nameArb,
-        type: fc.constant('azure-openai' as const),
-        baseUrl: urlArb,
-        apiVersion: fc.constantFrom('2024-10-21', '2025-04-01-preview'),
-        deployments: stringMap,
-        ...common,
-      },
-      { requiredKeys: ['name', 'type', 'baseUrl', 'apiVersion', 'deployments'] },
-    ),
-  ),
-);
-
-const ms = (max: number) => fc.integer({ min: 1, max });
-/** Two bounds given together, the first not above the second, or neither. */
-const orderedPair = (max: number) => fc.option(fc.tuple(ms(max), ms(max)).map(([a, b]) => [Math.min(a, b), Math.max(a, b)] as const), { nil: undefined });
-const timeoutsArb = fc
-  .record({ connectMs: fc.option(ms(60_000), { nil: undefined }), idleMs: fc.option(ms(600_000), { nil: undefined }), fb: orderedPair(3_600_000), req: orderedPair(120_000) })
-  .map(({ connectMs, idleMs, fb, req }) => {
-    const t: Record<string, number> = {};
-    if (connectMs !== undefined) t.connectMs = connectMs;
-    if (idleMs !== undefined) t.idleMs = idleMs;
-    if (fb) [t.firstByteMs, t.totalMs] = fb;
-    if (req) [t.requestHeadersMs, t.requestBodyMs] = req;
-    return t;
-  });
-const price = fc.double({ min: 0, max: 1_000, noNaN: true, noDefaultInfinity: true }).map((v) => (v === 0 ? 0 : v));
-const priceArb = fc.record({ input: price, output: price, cacheRead: price, cacheWrite: price }, { requiredKeys: ['input', 'output'] });
-const listenArb = fc.record({ host: fc.constantFrom('127.0.0.1', '0.0.0.0', '::1', 'localhost'), port: fc.integer({ min: 0, max: 65535 }) });
-
-const configArb: fc.Arbitrary<SidecarConfigInput> = fc
-  .record(
-    {
-      mode: fc.constantFrom('sidecar' as const, 'gateway' as const),
-      agent: fc.record({ name: nameArb, team: nameArb }, { requiredKeys: ['name'] }),
-      listen: listenArb,
-      admin: listenArb,
-      providers: fc.uniqueArray(providerArb, { minLength: 1, maxLength: 5, selector: (p) => p.name }),
-      prices: fc.dictionary(fc.string({ minLength: 1, maxLength: 30 }).filter(noProto), priceArb, { maxKeys: 4 }),
-      unpricedModels: fc.constantFrom('meter' as const, 'reject' as const),
-      timeouts: timeoutsArb,
-      retry: fc.record(
-        { maxAttempts: fc.integer({ min: 1, max: 10 }), baseDelayMs: ms(10_000), maxDelayMs: ms(60_000), maxRetryAfterMs: fc.nat(120_000) },
-        { requiredKeys: [] },
-      ),
-      circuitBreaker: fc.record({ failureThreshold: fc.integer({ min: 1, max: 100 }), cooldownMs: ms(600_000) }, { requiredKeys: [] }),
-      limits: fc.record({ maxBodyBytes: fc.integer({ min: 1024, max: 1 << 30 }), maxModelLabels: fc.integer({ min: 1, max: 10_000 }) }, { requiredKeys: [] }),
-      shutdown: fc.record({ drainMs: ms(120_000) }, { requiredKeys: [] }),
-    },
-    { requiredKeys: ['providers'] },
-  )
-  .map((parts) => {
-    const config = { version: 1 as const, ...parts } as SidecarConfigInput & { agent?: unknown };
-    // Sidecar mode (explicit or by default) needs its agent; gateway mode, the agents it serves.
-    if ((config.mode ?? 'sidecar') === 'sidecar' && !config.agent) config.agent = { name: 'agent' };
-    if (config.mode === 'gateway') (config as SidecarConfigInput).gateway = GATEWAY;
-    return config as SidecarConfigInput;
-  });
 
 describe('property: configs built from valid parts', () => {
   test('are accepted, keep what was given, fill the rest, and round-trip through JSON', () => {

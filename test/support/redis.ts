@@ -81,6 +81,16 @@ export class RedisServer {
   }
 
   /**
+   * Kills the server and starts a new one on the same port: nothing is persisted, so it comes
+   * back empty (keys, scripts and connections all gone), as a managed Redis after a failover
+   * to a replica that had not synced, or a restarted cache node.
+   */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.startProcess();
+  }
+
+  /**
    * Makes the server hang for `seconds` (DEBUG SLEEP). Resolves once it has stopped answering,
    * with a promise of its waking up (wrapped: an async function would wait for a returned promise).
    */

@@ -322,6 +322,11 @@ export class PolicyEngine {
     return { ok: false, status: 429, code: meta.code, scope: meta.scope, limit: meta.limit, message, retryAfter };
   }
 
+  /** Waits until every reservation and settlement made so far has reached the shared store (or failed). */
+  async flush(): Promise<void> {
+    if (this.primary instanceof RedisLimiterStore) await this.primary.flush();
+  }
+
   close(): void {
     if (this.primary instanceof MemoryLimiterStore) this.primary.close();
     this.local?.close();

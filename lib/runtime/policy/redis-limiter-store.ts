@@ -171,6 +171,8 @@ interface Batch {
 export class RedisLimiterStore implements LimiterStore {
   /** What this event-loop turn has to send: one script call at its end. */
   private batch: Batch | null = null;
+  /** Script calls sent and not answered yet. */
+  private readonly pending = new Set<Promise<unknown>>();
 
   constructor(private readonly client: RedisClient) {}
 
@@ -195,6 +197,17 @@ export class RedisLimiterStore implements LimiterStore {
     if (!keys.length) return [];
     const values = (await this.client.call(['MGET', ...keys])) as Array<string | Buffer | null>;
     return values.map((v) => (v === null ? 0 : Number(v.toString())) || 0);
+  }
+
+  /**
+   * Resolves once what was reserved and settled so far has reached Redis (or failed): the batch
+   * of this turn sent, every call answered. A process about to close its connection waits for
+   * this, or the settlements of its last requests would be lost and their reservations counted
+   * in full until their windows end.
+   */
+  async flush(): Promise<void> {
+    if (this.batch) await new Promise((resolve) => setImmediate(resolve));
+    await Promise.allSettled([...this.pending]);
   }
 
   private current(now: number): Batch {
@@ -237,7 +250,13 @@ export class RedisLimiterStore implements LimiterStore {
       for (const w of batch.settled) w.resolve();
       return;
     }
-    this.client.eval(APPLY, keys, args).then((reply) => {
+    const call = this.client.eval(APPLY, keys, args);
+    this.pending.add(call);
+    call.then(
+      () => this.pending.delete(call),
+      () => this.pending.delete(call),
+    );
+    call.then((reply) => {
       if (reply instanceof RedisReplyError) return fail(reply);
       for (const w of batch.settled) w.resolve();
       const results = reply as Array<[number, number, number?, RunLimit?]>;

@@ -76,6 +76,8 @@ export class RedisClient {
   private readonly watchdog: NodeJS.Timeout;
   private closed = false;
   private lastError = '';
+  /** A late head command is being confirmed after the current turn's I/O. */
+  private confirming = false;
 
   constructor(private readonly options: RedisClientOptions) {
     // One timer checks the oldest command: replies come in order, so a late head means the
@@ -239,7 +241,18 @@ export class RedisClient {
 
   private checkTimeouts(): void {
     const head = this.queue[0];
-    if (!head || performance.now() - head.sentAt < this.options.commandTimeoutMs) return;
+    if (!head || performance.now() - head.sentAt < this.options.commandTimeoutMs || this.confirming) return;
+    // After a stall of the process itself (a long GC pause, a throttled CPU) the reply may be
+    // waiting in the socket: timers run before sockets are read, so decide once this turn's I/O
+    // has been (setImmediate runs after it).
+    this.confirming = true;
+    setImmediate(() => {
+      this.confirming = false;
+      if (this.queue[0] === head) this.timeOut();
+    });
+  }
+
+  private timeOut(): void {
     this.lastError = `command timed out after ${this.options.commandTimeoutMs} ms`;
     const socket = this.socket;
     const wasUp = this.connected;
