@@ -17,8 +17,20 @@
  * table in bench/README.md and README.md.
  *
  * Options: --rounds N (3), --seconds S per throughput run (5), --quick (1 round, 3 s).
+ *
+ * `--soak` instead holds a steady load on the sidecar with every policy on and the Redis store
+ * for a bounded time (--soak-seconds, 600; --soak-rate requests per second, 200; half of them
+ * streamed), sampling its RSS, V8 heap and major GC count every 2 s, counting client errors,
+ * keeping its audit log (stdout) in a file; then drains it with SIGTERM, counts the llm.request
+ * records against the requests sent and verifies the chain with `sidecar.js verify-audit`.
+ * Floors: no error, RSS growth after warm-up under 10% (RSS just after the second major GC past
+ * the first 60 s against just after the last one: the heap is a sawtooth of about 50 s at this
+ * rate, so any other pair of points measures where in a cycle they fall, and the first major GC
+ * is when V8 sizes its old space, dropping RSS far below where it settles), one audit record per
+ * request. Writes bench/soak.json and the table in bench/README.md between <!-- soak:start -->
+ * and <!-- soak:end -->.
  */
-const { spawn, execFileSync } = require('node:child_process');
+const { spawn, spawnSync, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
@@ -28,6 +40,7 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
+const soakMode = args.includes('--soak');
 const opt = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : dflt;
@@ -461,18 +474,273 @@ function markdown(results) {
   return lines.join('\n');
 }
 
-function writeSection(file, table) {
+function writeSection(file, table, marker = 'bench') {
   if (!fs.existsSync(file)) return;
   const text = fs.readFileSync(file, 'utf8');
-  const start = '<!-- bench:start -->';
-  const end = '<!-- bench:end -->';
+  const start = `<!-- ${marker}:start -->`;
+  const end = `<!-- ${marker}:end -->`;
   const a = text.indexOf(start);
   const b = text.indexOf(end);
   if (a < 0 || b < a) return;
   fs.writeFileSync(file, `${text.slice(0, a + start.length)}\n${table}\n${text.slice(b)}`);
 }
 
-main()
+// ---- soak --------------------------------------------------------------------------------------
+
+const SOAK_SECONDS = opt('--soak-seconds', 600);
+const SOAK_RATE = opt('--soak-rate', 200);
+const SOAK_FLOORS = { errors: 0, rssGrowthPct: 10 };
+const SOAK_USERS = 20;
+const SOAK_RUNS = 50;
+
+function percentile(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
+}
+
+async function soak() {
+  const sidecarJs = path.join(root, 'dist', 'sidecar.js');
+  if (!fs.existsSync(sidecarJs)) throw new Error('dist/sidecar.js is missing: run npm run build');
+  if (!which('redis-server')) {
+    console.error('bench --soak: redis-server is required (apt-get install -y redis-server)');
+    process.exit(2);
+  }
+  const { SIDECAR_NODE_FLAGS } = require(path.join(root, 'dist', 'lib', 'spec', 'runtime-command.js'));
+  const warmupSeconds = Math.min(60, Math.max(5, Math.round(SOAK_SECONDS / 5)));
+  const windowSeconds = Math.min(10, Math.max(2, Math.round(SOAK_SECONDS / 12)));
+
+  const upstreamPort = await freePort();
+  start(process.execPath, [path.join(__dirname, 'upstream.js'), String(upstreamPort)]);
+  await waitForPort(upstreamPort, null, 'upstream');
+  const redisPort = await freePort();
+  const redis = start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await waitForPort(redisPort, redis, 'redis-server');
+
+  const port = await freePort();
+  const adminPort = await freePort();
+  const config = policyConfig(upstreamPort, { type: 'redis', url: `redis://127.0.0.1:${redisPort}` });
+  config.listen.port = port;
+  config.admin = { host: '127.0.0.1', port: adminPort };
+  const configFile = path.join(tmp, 'soak.json');
+  fs.writeFileSync(configFile, JSON.stringify(config));
+  // The audit log (stdout) goes to a file, as a log collector would keep it.
+  const auditFile = path.join(tmp, 'soak-audit.jsonl');
+  const auditFd = fs.openSync(auditFile, 'w');
+  const sidecar = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, sidecarJs, '--config', configFile], { stdio: ['ignore', auditFd, 'pipe'] });
+  fs.closeSync(auditFd);
+  let sidecarErr = '';
+  sidecar.stderr.on('data', (d) => (sidecarErr = (sidecarErr + d).slice(-4000)));
+  sidecar.lastError = () => sidecarErr;
+  children.push(sidecar);
+  await waitForPort(port, sidecar, 'sidecar');
+  await waitForPort(adminPort, sidecar, 'sidecar admin');
+
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const counts = { sent: 0, ok: 0, errors: 0, streamed: 0, whole: 0 };
+  const errorSamples = [];
+  const latency = { whole: [], streamed: [] };
+  let inFlight = 0;
+  const fail = (what) => {
+    counts.errors++;
+    if (errorSamples.length < 10) errorSamples.push(what.slice(0, 300));
+  };
+  const one = (i) => {
+    const streamed = i % 2 === 1;
+    const headers = {
+      'content-type': 'application/json',
+      authorization: 'Bearer sk-bench',
+      'x-agent-user': `user-${i % SOAK_USERS}`,
+      'x-agent-run-id': `run-${i % SOAK_RUNS}`,
+    };
+    counts.sent++;
+    counts[streamed ? 'streamed' : 'whole']++;
+    inFlight++;
+    const t0 = performance.now();
+    let done = false;
+    const end = (error) => {
+      if (done) return;
+      done = true;
+      inFlight--;
+      if (error) fail(error);
+      else {
+        counts.ok++;
+        latency[streamed ? 'streamed' : 'whole'].push(performance.now() - t0);
+      }
+    };
+    const req = http.request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', agent, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('error', (err) => end(`response: ${err.message}`));
+      res.on('end', () => {
+        // A complete answer: the whole stream to [DONE], or the whole completion.
+        const complete = streamed ? body.endsWith('data: [DONE]\n\n') && body.includes('"content":"Hello"') : body.includes('"content":"Hello! How can I help you today?"');
+        end(res.statusCode === 200 && complete ? undefined : `${res.statusCode}: ${body.slice(0, 200)}`);
+      });
+    });
+    req.on('error', (err) => end(`request: ${err.message}`));
+    req.end(streamed ? STREAM_REQUEST : REQUEST);
+  };
+
+  const rss = [];
+  const heap = [];
+  const scrape = () =>
+    new Promise((resolve) => {
+      http.get({ host: '127.0.0.1', port: adminPort, path: '/metrics' }, (res) => {
+        let text = '';
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve(text));
+      }).on('error', () => resolve(''));
+    });
+  const heapUsedMb = (text) => Number(/^nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1]) / 1024 / 1024;
+  const majorGcs = (text) => Number(/^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)/m.exec(text)?.[1] ?? NaN);
+  /** Samples taken just after a major GC (the count went up since the sample before): the sawtooth's troughs. */
+  const troughs = [];
+  let gcCount = NaN;
+  const cpu0 = cpuTicks(sidecar.pid);
+  const started = performance.now();
+  const elapsed = () => (performance.now() - started) / 1000;
+  await new Promise((resolve) => {
+    let issued = 0;
+    // Open loop: requests leave at the set rate whatever the answers do.
+    const pacer = setInterval(() => {
+      const due = Math.min(Math.floor(elapsed() * SOAK_RATE), SOAK_SECONDS * SOAK_RATE);
+      while (issued < due) one(issued++);
+      if (issued >= SOAK_SECONDS * SOAK_RATE) {
+        clearInterval(pacer);
+        clearInterval(sampler);
+        resolve();
+      }
+    }, 5);
+    const sampler = setInterval(() => {
+      const t = round(elapsed(), 1);
+      rss.push({ t, mb: round(rssMb(sidecar.pid), 1) });
+      // The V8 heap in use, from the sidecar's own metrics: a leak grows it, RSS creep does not.
+      const mb = rss.at(-1).mb;
+      scrape().then((text) => {
+        heap.push({ t, mb: round(heapUsedMb(text), 1) });
+        const count = majorGcs(text);
+        if (count > gcCount) troughs.push({ t, rssMb: mb, heapMb: round(heapUsedMb(text), 1) });
+        gcCount = count;
+      });
+      if (rss.length % 5 === 0) console.error(`soak ${elapsed().toFixed(0)} s: ${counts.sent} sent, ${counts.errors} errors, ${inFlight} in flight, RSS ${rss.at(-1).mb} MB, heap ${heap.at(-1)?.mb} MB`);
+    }, 2_000);
+  });
+  const drainDeadline = Date.now() + 30_000;
+  while (inFlight > 0 && Date.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
+  const cpuSeconds = (cpuTicks(sidecar.pid) - cpu0) / 100;
+  const metrics = await scrape();
+  agent.destroy();
+  const served = [...metrics.matchAll(/^llm_requests_total\{[^}]*code="200"[^}]*\} (\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+
+  // Drain and stop: the last records and the stop record are written before the exit.
+  sidecar.kill('SIGTERM');
+  const exitCode = await new Promise((resolve) => (sidecar.exitCode !== null ? resolve(sidecar.exitCode) : sidecar.once('exit', (code) => resolve(code))));
+  const lines = fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean);
+  const kinds = {};
+  for (const line of lines) {
+    const kind = JSON.parse(line).kind;
+    kinds[kind] = (kinds[kind] ?? 0) + 1;
+  }
+  const verify = spawnSync(process.execPath, [sidecarJs, 'verify-audit', auditFile], { encoding: 'utf8' });
+
+  const inWindow = (from, to, samples = rss) => samples.filter((s) => s.t >= from && s.t < to).map((s) => s.mb);
+  // Just after the second major GC past the first minute, and just after the last one. The first
+  // is part of the warm-up: it is where V8 sizes its old space (measured: RSS drops by 14 MB and
+  // climbs back within the next cycle), so a baseline taken there is a low no later cycle returns
+  // to. Without two GCs after it (a run too short for the rate), the medians of a window after
+  // the warm-up and of the last.
+  const settled = troughs.filter((x) => x.t >= warmupSeconds).slice(1);
+  const byGc = settled.length >= 2;
+  const baseline = byGc ? settled[0].rssMb : median(inWindow(warmupSeconds, warmupSeconds + windowSeconds));
+  const final = byGc ? settled.at(-1).rssMb : median(inWindow(SOAK_SECONDS - windowSeconds, Infinity));
+  const heapBaseline = median(inWindow(warmupSeconds, warmupSeconds + windowSeconds, heap));
+  const heapFinal = median(inWindow(SOAK_SECONDS - windowSeconds, Infinity, heap));
+  const growthPct = ((final - baseline) / baseline) * 100;
+  const checks = [
+    { check: 'client errors', value: counts.errors, floor: `== ${SOAK_FLOORS.errors}`, pass: counts.errors === SOAK_FLOORS.errors },
+    { check: `RSS growth after ${warmupSeconds} s warm-up (%)`, value: round(growthPct, 2), floor: `< ${SOAK_FLOORS.rssGrowthPct}`, pass: growthPct < SOAK_FLOORS.rssGrowthPct },
+    { check: 'llm.request audit records / requests sent', value: `${kinds['llm.request'] ?? 0} / ${counts.sent}`, floor: 'equal', pass: kinds['llm.request'] === counts.sent },
+    { check: 'audit chain (verify-audit)', value: verify.status === 0 ? 'intact' : `broken: ${verify.stderr.trim()}`, floor: 'intact', pass: verify.status === 0 },
+    { check: 'sidecar exit after SIGTERM', value: exitCode, floor: '0', pass: exitCode === 0 },
+  ];
+  const results = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}`, loadavg: os.loadavg().map((x) => round(x, 2)) },
+    settings: {
+      seconds: SOAK_SECONDS,
+      ratePerSecond: SOAK_RATE,
+      warmupSeconds,
+      windowSeconds,
+      mix: 'half streamed, half whole',
+      users: SOAK_USERS,
+      runs: SOAK_RUNS,
+      store: 'redis',
+      policies: 'budgets (agent usd/day, user tokens/month), user request rate, loop guard (every limit), guardrails with PII, audit log to a file',
+      sidecarNodeFlags: SIDECAR_NODE_FLAGS,
+    },
+    requests: { ...counts, servedPerMetrics: served },
+    errorSamples,
+    latencyMs: {
+      whole: { p50: round(percentile(latency.whole, 50)), p99: round(percentile(latency.whole, 99)) },
+      streamed: { p50: round(percentile(latency.streamed, 50)), p99: round(percentile(latency.streamed, 99)) },
+    },
+    sidecar: {
+      cpuSeconds: round(cpuSeconds, 1),
+      cpuUsPerRequest: round((cpuSeconds * 1e6) / counts.sent, 1),
+      rssMb: {
+        compared: byGc ? `just after the major GCs at ${settled[0].t} s and ${settled.at(-1).t} s` : `medians of ${windowSeconds} s windows (fewer than two major GCs after the warm-up)`,
+        baseline: round(baseline, 1),
+        final: round(final, 1),
+        max: round(Math.max(...rss.map((s) => s.mb)), 1),
+        growthPct: round(growthPct, 2),
+        samples: rss,
+      },
+      majorGcs: troughs,
+      heapUsedMb: { baseline: round(heapBaseline, 1), final: round(heapFinal, 1), max: round(Math.max(...heap.map((s) => s.mb)), 1), samples: heap },
+    },
+    audit: { records: lines.length, kinds, verify: (verify.stdout || verify.stderr).trim().replace(auditFile, 'soak-audit.jsonl') },
+    checks,
+  };
+  fs.writeFileSync(path.join(__dirname, 'soak.json'), `${JSON.stringify(results, null, 2)}\n`);
+  const table = soakMarkdown(results);
+  writeSection(path.join(__dirname, 'README.md'), table, 'soak');
+  process.stdout.write(`${table}\n`);
+  const failed = checks.filter((c) => !c.pass);
+  if (failed.length) {
+    process.stdout.write(`\nBELOW FLOOR: ${failed.map((c) => c.check).join('; ')}\n`);
+    process.exitCode = 1;
+  }
+}
+
+function soakMarkdown(r) {
+  const s = r.settings;
+  const rows = [
+    ['requests sent (streamed / whole)', `${r.requests.sent} (${r.requests.streamed} / ${r.requests.whole})`],
+    ['answered complete', r.requests.ok],
+    ['p50 / p99 latency, whole (ms)', `${r.latencyMs.whole.p50} / ${r.latencyMs.whole.p99}`],
+    ['p50 / p99 latency, streamed to [DONE] (ms)', `${r.latencyMs.streamed.p50} / ${r.latencyMs.streamed.p99}`],
+    ['sidecar RSS after warm-up / at the end / max (MB)', `${r.sidecar.rssMb.baseline} / ${r.sidecar.rssMb.final} / ${r.sidecar.rssMb.max}`],
+    ['sidecar RSS / V8 heap in use just after each major GC (MB)', r.sidecar.majorGcs.map((g) => `${g.rssMb} / ${g.heapMb} (${g.t} s)`).join(', ') || '–'],
+    ['V8 heap in use, max (MB)', r.sidecar.heapUsedMb.max],
+    ['sidecar CPU per request (µs)', r.sidecar.cpuUsPerRequest],
+    ['audit records (llm.request / all)', `${r.audit.kinds['llm.request'] ?? 0} / ${r.audit.records}`],
+  ];
+  return [
+    `Measured ${r.date.slice(0, 10)} on ${r.machine.cpus} cores (${r.machine.model}, load average ${r.machine.loadavg.join(' ')} at the end, shared with other work), Node ${r.machine.node}: ${s.seconds} s at ${s.ratePerSecond} requests/s (${s.mix}), ${s.users} users and ${s.runs} runs, every policy on, Redis store; ${s.warmupSeconds} s warm-up; RSS compared ${r.sidecar.rssMb.compared}.`,
+    '',
+    '| | |',
+    '|---|---:|',
+    ...rows.map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+    '| check | value | floor | |',
+    '|---|---:|---|---|',
+    ...r.checks.map((c) => `| ${c.check} | ${c.value} | ${c.floor} | ${c.pass ? 'pass' : '**below floor**'} |`),
+    ...(r.errorSamples.length ? ['', `First errors: ${r.errorSamples.map((e) => `\`${e.replace(/`/g, "'")}\``).join('; ')}`] : []),
+  ].join('\n');
+}
+
+(soakMode ? soak() : main())
   .catch((err) => {
     console.error(err.stack || err.message);
     process.exitCode = 1;
