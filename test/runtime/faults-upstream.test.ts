@@ -143,7 +143,11 @@ test('a connection reset before any answer is failed over: the client gets the s
   expect(metricDelta(before, after, 'llm_tokens_total', { ...labels('secondary'), type: 'input' })).toBe(12);
   expect(metricDelta(before, after, 'llm_tokens_total', { ...labels('secondary'), type: 'output' })).toBe(9);
   expect(metricDelta(before, after, 'llm_tokens_total', labels('primary'))).toBe(0);
-  expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason: 'connection_error' })).toBe(1);
+  // A reset right after the accept races the connect: the kernel may report it to the connect
+  // itself (connect_error) or to the first read (connection_error). Either way, one failover.
+  expect(metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary' })).toBe(1);
+  const byReason = (reason: string) => metricDelta(before, after, 'llm_upstream_failovers_total', { from: 'primary', to: 'secondary', reason });
+  expect(byReason('connect_error') + byReason('connection_error')).toBe(1);
   // (c) the audit record.
   const [record] = await settled(1);
   expect(record).toMatchObject({ 'http.response.status_code': 200, 'gen_ai.provider.name': 'secondary', attempts: 2, usage_estimated: false, 'gen_ai.security.decision.type': 'allow' });
