@@ -3,8 +3,9 @@
  * chart and one file per resource, with stable names for small GitOps diffs.
  *
  * A customer-support chat agent behind a central LLM gateway (OpenAI first, Anthropic as the
- * fallback), in namespace `agents`. Secrets are references: created out of band (see the
- * README's "Kubernetes constructs" section), never in git.
+ * fallback), in the namespace of the platform spec. Every name shared with the cloud side (IAM
+ * roles, the queue, secrets, the SecretStore) comes from examples/platform.ts through
+ * AgentPlatform: nothing is copied from `cdktf apply`. Secrets are references, never in git.
  */
 import * as path from 'node:path';
 import { App, Chart, Duration, YamlOutputType } from 'cdk8s';
@@ -14,12 +15,12 @@ import {
   AgentDashboards,
   AgentImage,
   AgentMonitoring,
+  AgentPlatform,
   AgentService,
   AgentTool,
   ApproverToken,
   Budget,
   BudgetGuard,
-  BudgetStore,
   GatewayCache,
   Guardrails,
   K8sRules,
@@ -27,29 +28,22 @@ import {
   LlmProvider,
   LoopGuard,
   RateLimit,
-  SecretKey,
-  SecretStoreRef,
   SystemPrompt,
   QueueWorker,
   WarmPool,
   WarmPoolSize,
-  WorkerQueue,
 } from '../lib';
+import { platform as platformSpec } from './platform';
 
 const app = new App({ yamlOutputType: YamlOutputType.FOLDER_PER_CHART_FILE_PER_RESOURCE });
-const chart = new Chart(app, 'platform', { namespace: 'agents', disableResourceNameHashes: true });
+const chart = new Chart(app, 'platform', { namespace: platformSpec.kubernetes.namespace, disableResourceNameHashes: true });
 
-// Shared state for budgets, rate limits, pending approvals and the gateway's cache.
-const redis = Pods.select(chart, 'Redis', {
-  labels: { 'app.kubernetes.io/name': 'redis' },
-  namespaces: Namespaces.select(chart, 'RedisNamespace', { names: ['redis'] }),
-});
-const store = () =>
-  BudgetStore.redis({
-    url: 'redis://redis-master.redis.svc.cluster.local:6379',
-    passwordSecret: SecretKey.fromSecret('agents-redis', 'password'),
-    peer: redis,
-  });
+// The SecretStore (IRSA) and every shared name, from the one spec; checked against the chart at synth.
+const platform = new AgentPlatform(chart, 'Platform', { spec: platformSpec });
+
+// Shared state for budgets, rate limits, pending approvals and the gateway's cache: the ElastiCache
+// Redis of the cloud side, its URL and AUTH token read from the secret Terraform writes at apply.
+const store = () => platform.redisStore();
 // Prometheus scrapes the admin ports (and approvers reach the approvals API there).
 const prometheus = Pods.select(chart, 'Prometheus', {
   labels: { 'app.kubernetes.io/name': 'prometheus' },
@@ -58,15 +52,16 @@ const prometheus = Pods.select(chart, 'Prometheus', {
 
 const gateway = new LlmGateway(chart, 'LlmGateway', {
   providers: [
-    LlmProvider.openai({ apiKey: SecretKey.fromAwsSecretsManager('prod/llm/openai', 'api_key') }),
+    LlmProvider.openai({ apiKey: platform.providerKey('openai') }),
     // Serves OpenAI-shaped requests too when OpenAI is down.
     LlmProvider.anthropic({
-      apiKey: SecretKey.fromAwsSecretsManager('prod/llm/anthropic', 'api_key'),
+      apiKey: platform.providerKey('anthropic'),
       fallbackModel: 'claude-sonnet-4-6',
       modelMap: { 'gpt-4o-mini': 'claude-sonnet-4-6' },
     }),
   ],
-  secretStore: SecretStoreRef.clusterSecretStore('aws-secrets-manager'),
+  secretStore: platform.secretStoreRef,
+  awsRole: platform.roleOf('llm-gateway'),
   store: store(),
   cache: GatewayCache.redis({ ttl: Duration.minutes(10) }),
   adminAccessFrom: [prometheus],
@@ -130,16 +125,16 @@ const supportChat = new AgentService(chart, 'SupportChat', {
   // Budgets, rate limits and the loop guard: SupportBudgets below.
   guardrails: Guardrails.defaults(),
   store: store(),
+  secretStore: platform.secretStoreRef,
+  // It hands research tasks to the worker's queue (the cloud side grants it sqs:SendMessage).
+  awsRole: platform.roleOf('support-chat'),
 });
 
 // ---------------------------------------------------------------------------------------------
 // Background research worker: takes research tasks from SQS (support-chat hands them over),
 // scaled by KEDA on the queue, kept warm by a WarmPool, budgets per agent and per end user in the
 // shared Redis. The queue, the worker's IAM role (IRSA) and KEDA's role are created by the cloud
-// side; they are literals here until the platform spec hands their names over.
-const RESEARCH_QUEUE_URL = 'https://sqs.eu-central-1.amazonaws.com/123456789012/agents-research-worker';
-const RESEARCH_WORKER_ROLE_ARN = 'arn:aws:iam::123456789012:role/agents-research-worker';
-const KEDA_ROLE_ARN = 'arn:aws:iam::123456789012:role/agents-keda';
+// side under the names the spec gives them.
 
 const researchWorker = new QueueWorker(chart, 'ResearchWorker', {
   image: AgentImage.fromRegistry('ghcr.io/acme/research-worker:0.9.3'),
@@ -147,7 +142,7 @@ const researchWorker = new QueueWorker(chart, 'ResearchWorker', {
   model: 'gpt-4o-mini',
   team: 'customer-care',
   gateway,
-  queue: WorkerQueue.sqs({ queueUrl: RESEARCH_QUEUE_URL, roleArn: RESEARCH_WORKER_ROLE_ARN, scalerRoleArn: KEDA_ROLE_ARN }),
+  queue: platform.workerQueue('research-worker'),
   // Below the queue's visibility timeout (15 minutes): a task still running is never handed to a second pod.
   maxTaskDuration: Duration.minutes(10),
   minReplicas: 1,
@@ -160,6 +155,7 @@ const researchWorker = new QueueWorker(chart, 'ResearchWorker', {
   loopGuard: LoopGuard.of({ maxIterations: 40, maxCostUsd: 3, maxDuration: Duration.minutes(10), maxRepeats: 4 }),
   guardrails: Guardrails.defaults(),
   store: store(),
+  secretStore: platform.secretStoreRef,
 });
 new WarmPool(chart, 'ResearchWarmPool', {
   agent: researchWorker,
@@ -202,6 +198,15 @@ new AgentMonitoring(chart, 'Monitoring', {
   gateways: [gateway],
 });
 new AgentDashboards(chart, 'Dashboards', { name: 'cdk-agents', namespace: 'monitoring', folder: 'AI agents' });
+
+// Redis is at a private address of the VPC: the one private range these pods may reach, on its port only.
+for (const consumer of [gateway, supportChat, researchWorker]) {
+  K8sRules.suppress(
+    consumer.networkPolicy,
+    'AGT-K8S-24',
+    `Egress on ${platform.names.redis.port} to the VPC (${platformSpec.aws.vpcCidr}): the platform's ElastiCache Redis ${platform.names.redis.replicationGroupId}, TLS and AUTH.`,
+  );
+}
 
 // The cdk-agents rule pack (AGT-K8S-1...): any error finding fails the synth, listed.
 K8sRules.applyTo(app);

@@ -7,7 +7,8 @@ import type { PlatformSpec } from '../lib/spec/platform';
 
 export const platform: PlatformSpec = {
   name: 'acme-agents',
-  aws: { region: 'eu-central-1', accountId: '111122223333' },
+  // vpcCidr: the cluster's VPC, where the ElastiCache Redis has its private address.
+  aws: { region: 'eu-central-1', accountId: '111122223333', vpcCidr: '10.0.0.0/16' },
   kubernetes: {
     namespace: 'agents',
     cluster: { oidcIssuerUrl: 'https://oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE' },

@@ -7,7 +7,7 @@
 import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
 import { TerraformOutput, TerraformStack, Token } from 'cdktf';
 import { Construct } from 'constructs';
-import { PlatformNames, PlatformSpecError, type PlatformSpec } from '../spec/platform';
+import { platformNamesFor, type PlatformNames, type PlatformSpec } from '../spec/platform';
 import { AgentRedis, checkRedisOptions, type AgentRedisOptions } from './agent-redis';
 import { pascalCase } from './construct-ids';
 import type { PolicyStatement } from './iam-policy';
@@ -87,7 +87,7 @@ export class AgentCloud extends Construct {
   constructor(scope: Construct, id: string, props: AgentCloudProps) {
     super(scope, id);
     const owner = 'AgentCloud';
-    this.names = parseSpec(props.spec);
+    this.names = platformNamesFor(owner, props.spec);
     const names = this.names;
     checkResourceId(owner, 'vpcId', props.vpcId, 'vpc');
     checkResourceIds(owner, 'privateSubnetIds', props.privateSubnetIds, 'subnet', 2, 'private subnets in at least two availability zones (Multi-AZ Redis)');
@@ -281,16 +281,3 @@ export class AgentCloud extends Construct {
     return errors;
   }
 }
-
-function parseSpec(spec: PlatformSpec): PlatformNames {
-  if (!spec) throw new Error("AgentCloud: 'spec' is required: the platform spec (see examples/platform.ts).");
-  try {
-    return PlatformNames.of(spec);
-  } catch (error) {
-    if (error instanceof PlatformSpecError) {
-      throw new Error(`AgentCloud: 'spec' is invalid:\n${error.issues.map((i) => `  spec.${i.path}: ${i.message}`).join('\n')}`);
-    }
-    throw error;
-  }
-}
-

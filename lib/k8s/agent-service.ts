@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import type { ExternalSecret } from '../imports/external-secrets.io_externalsecrets';
 import type { SidecarConfig, SidecarConfigInput } from '../spec';
 import { BudgetScope, isSharedScope, type Budget, type RateLimit } from './budgets';
+import { bindAwsRole, type AwsRole } from './aws-role';
 import { BudgetStore } from './budget-store';
 import type { BudgetGuardGrant } from './budget-guard';
 import { checkConfig, compact, setPath, type ConfigContext } from './config-check';
@@ -246,6 +247,13 @@ export interface AgentServiceProps {
    */
   readonly secretStore?: SecretStoreRef;
   /**
+   * The IAM role the pods assume (IRSA): the ServiceAccount gets the `eks.amazonaws.com/role-arn`
+   * annotation, and egress opens HTTPS to public addresses (STS and the AWS APIs).
+   * `AgentPlatform.roleOf(agent)` derives it from the platform spec.
+   * @default - no role: the pods get no AWS credentials from their ServiceAccount
+   */
+  readonly awsRole?: AwsRole;
+  /**
    * How long the sidecar lets in-flight LLM and tool calls finish after SIGTERM.
    * @default Duration.seconds(25)
    */
@@ -445,6 +453,8 @@ export class AgentService extends Construct implements kplus.IPodSelector, kplus
     });
     this.rules = new PolicyRules(this.networkPolicy);
     this.rules.allowDns();
+    // The AWS SDK exchanges the pod's token at STS, then calls the service endpoints: HTTPS, public addresses.
+    if (bindAwsRole(this.owner, 'awsRole', this.serviceAccount, props.awsRole)) this.rules.allowInternet(443);
     this.wiring = { owner: this.owner, secrets: this.sidecarSecrets, mounts: this.sidecarMounts, rules: this.rules };
 
     if (!worker || worker.deployment) {

@@ -19,6 +19,9 @@ export {
   type OpenAiCompatibleProviderOptions,
 } from './provider';
 export { ApproverToken, SecretKey, SecretStoreKind, SecretStoreRef } from './secrets';
+export { AwsRole } from './aws-role';
+export { AwsSecretStore, type AwsSecretStoreProps } from './aws-secret-store';
+export { AgentPlatform, type AgentPlatformProps, type PlatformQueueOptions, type PlatformRedisOptions } from './agent-platform';
 export { Budget, BudgetPeriod, BudgetScope, BudgetUnit, RateLimit, RateLimitUnit } from './budgets';
 export { BudgetStore, StoreUnavailableBehavior, type RedisStoreOptions } from './budget-store';
 export { LoopGuard, type LoopGuardOptions } from './loop-guard';

@@ -11,6 +11,7 @@ import type { ExternalSecret } from '../imports/external-secrets.io_externalsecr
 import type { SidecarConfig, SidecarConfigInput } from '../spec';
 import type { AgentService } from './agent-service';
 import { BudgetScope, type Budget, type RateLimit } from './budgets';
+import { bindAwsRole, type AwsRole } from './aws-role';
 import { BudgetStore } from './budget-store';
 import type { BudgetGuardGrant } from './budget-guard';
 import { checkConfig, compact, setPath, type ConfigContext } from './config-check';
@@ -138,6 +139,12 @@ export interface LlmGatewayProps {
    * @default - none (AWS references are an error)
    */
   readonly secretStore?: SecretStoreRef;
+  /**
+   * The IAM role the gateway's pods assume (IRSA), e.g. for Amazon Bedrock: the ServiceAccount gets
+   * the `eks.amazonaws.com/role-arn` annotation. `AgentPlatform.roleOf(name)` derives it from the platform spec.
+   * @default - no role: the pods get no AWS credentials from their ServiceAccount
+   */
+  readonly awsRole?: AwsRole;
   /**
    * How long in-flight calls may finish after SIGTERM.
    * @default Duration.seconds(25)
@@ -298,6 +305,8 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
     });
     this.rules = new PolicyRules(this.networkPolicy);
     this.rules.allowDns();
+    // The AWS SDK exchanges the pod's token at STS, then calls the service endpoints: HTTPS, public addresses.
+    if (bindAwsRole(this.owner, 'awsRole', this.serviceAccount, props.awsRole)) this.rules.allowInternet(443);
     this.wiring = { owner: this.owner, secrets: this.secrets, mounts: this.mounts, rules: this.rules };
 
     this.deployment = new k8s.KubeDeployment(this, 'Resource', {

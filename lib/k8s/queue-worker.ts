@@ -22,6 +22,7 @@ import { ScaledObject, ScaledObjectSpecAdvancedScalingModifiersMetricType, type 
 import { TriggerAuthentication, TriggerAuthenticationSpecPodIdentityProvider, type TriggerAuthenticationSpec } from '../imports/keda.sh_triggerauthentications';
 import { SIDECAR_NODE_FLAGS } from '../spec';
 import { AGENT_CONTAINER_NAME, AgentService, SIDECAR_CONTAINER_NAME, type AgentServiceProps, type AgentWorkload } from './agent-service';
+import { AwsRole, bindAwsRole, isRoleArn } from './aws-role';
 import { commonLabels, nameFromId } from './names';
 import { checkPort } from './network';
 import { tmpVolume } from './pod';
@@ -29,8 +30,6 @@ import { RUNTIME_BUNDLE_DIR, RUNTIME_BUNDLE_KEY } from './runtime-container';
 import type { SecretKey } from './secrets';
 import { superviseUntilAgentExit, waitForAgentExit, WORKER_DONE_FILE, WORKER_LIFECYCLE_DIR, WORKER_LIFECYCLE_VOLUME } from './worker-lifecycle';
 
-/** The IRSA annotation: the pods' AWS role (EKS pod identity webhook). */
-const IRSA_ROLE_ANNOTATION = 'eks.amazonaws.com/role-arn';
 /** Env names the worker sets on the agent container start with one of these. */
 export const WORKER_ENV_PREFIXES: readonly string[] = ['AGENT_QUEUE_', 'AGENT_WORKER_'];
 /** Seconds a Job may take to be scheduled (a new node included), pull its images and start, on top of its task. */
@@ -172,7 +171,6 @@ interface RedisSpec {
 const SQS_HOST = /^sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/;
 const SQS_PATH = /^\/(\d{12})\/([A-Za-z0-9_-]{1,80}(\.fifo)?)$/;
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
-const ROLE_ARN = /^arn:aws(-cn|-us-gov)?:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
 const REDIS_URL = /^(rediss?):\/\/([^/\s:@[\]]+|\[[0-9a-fA-F:.]+\])(?::(\d+))?(?:\/(\d{1,2}))?$/;
 const REDIS_KEY = /^\S{1,512}$/;
 
@@ -204,7 +202,7 @@ export class WorkerQueue {
     }
     for (const prop of ['roleArn', 'scalerRoleArn'] as const) {
       const arn = options[prop];
-      if (arn !== undefined && !ROLE_ARN.test(arn)) throw new Error(`${what}: '${prop}' ('${arn}') must be an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME.`);
+      if (arn !== undefined && !isRoleArn(arn)) throw new Error(`${what}: '${prop}' ('${arn}') must be an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME.`);
     }
     const spec: SqsSpec = {
       url: options.queueUrl,
@@ -252,6 +250,21 @@ export class WorkerQueue {
   /** The IAM role of the worker's pods (SQS with `roleArn`). */
   public get roleArn(): string | undefined {
     return this.sqsSpec?.roleArn;
+  }
+
+  /** The role KEDA assumes to read the queue's length (SQS): `scalerRoleArn`, else `roleArn`. */
+  public get scalerRoleArn(): string | undefined {
+    return this.sqsSpec?.scalerRoleArn ?? this.sqsSpec?.roleArn;
+  }
+
+  /** The SQS queue's URL. */
+  public get queueUrl(): string | undefined {
+    return this.sqsSpec?.url;
+  }
+
+  /** The SQS queue's region. */
+  public get region(): string | undefined {
+    return this.sqsSpec?.region;
   }
 
   /** Whether KEDA's count includes tasks being worked on (then a ScaledJob deducts running Jobs from it). */
@@ -320,8 +333,7 @@ export class WorkerQueue {
   /** @internal The TriggerAuthentication spec, given where the password is; undefined when KEDA needs none. */
   public _authentication(password: { secretName: string; key: string } | undefined): TriggerAuthenticationSpec | undefined {
     if (this.sqsSpec) {
-      const roleArn = this.sqsSpec.scalerRoleArn ?? this.sqsSpec.roleArn;
-      return { podIdentity: { provider: TriggerAuthenticationSpecPodIdentityProvider.AWS, roleArn } };
+      return { podIdentity: { provider: TriggerAuthenticationSpecPodIdentityProvider.AWS, roleArn: this.scalerRoleArn } };
     }
     const r = this.redisSpec!;
     if (!password && !r.username) return undefined;
@@ -488,6 +500,13 @@ function workerSettings(id: string, props: QueueWorkerProps): WorkerSettings {
   }
   const jobRetries = props.jobRetries ?? 0;
   wholeNumber(owner, 'jobRetries', jobRetries, 0);
+  const queueRole = props.queue.roleArn;
+  if (queueRole !== undefined && props.awsRole instanceof AwsRole && props.awsRole.arn !== queueRole) {
+    throw new Error(
+      `${owner}: 'awsRole' (${props.awsRole.arn}) and the queue's 'roleArn' (${queueRole}) differ, but the pods have one ServiceAccount and so one role. ` +
+        `Remove one of them, or make them the same role.`,
+    );
+  }
   checkWorkerEnv(owner, Object.keys(props.env ?? {}).concat(Object.keys(props.secretEnv ?? {})));
   return {
     owner,
@@ -554,11 +573,8 @@ export class QueueWorker extends AgentService {
     this.maxReplicas = s.maxReplicas;
 
     const roleArn = this.queue.roleArn;
-    if (roleArn) {
-      this.serviceAccount.metadata.addAnnotation(IRSA_ROLE_ANNOTATION, roleArn);
-      // STS in the pod's own region: no dependency on the global endpoint (us-east-1).
-      this.serviceAccount.metadata.addAnnotation('eks.amazonaws.com/sts-regional-endpoints', 'true');
-    }
+    // The same role given as 'awsRole' was bound by AgentService already.
+    if (roleArn && !props.awsRole) bindAwsRole(s.owner, 'queue', this.serviceAccount, AwsRole.fromArn(roleArn));
     const egress = this.queue._egress();
     if (this.queue.peer) this.rules.allowEgress(this.queue.peer, egress.port);
     else if (egress.internet) this.rules.allowInternet(egress.port);

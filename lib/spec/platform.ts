@@ -40,6 +40,12 @@ export interface AwsTarget {
   readonly region: string;
   /** The 12-digit AWS account id: role, queue and OIDC provider ARNs are derived from it. */
   readonly accountId: string;
+  /**
+   * The IPv4 CIDR of the cluster's VPC (e.g. '10.0.0.0/16'), where Redis (ElastiCache) has its private
+   * address: the Kubernetes side opens egress on the Redis port to it, and nowhere else private.
+   * @default - no CIDR: the Kubernetes side needs a peer for Redis (`AgentPlatform.redisStore({ peer })`)
+   */
+  readonly vpcCidr?: string;
 }
 
 export interface KubernetesTarget {
@@ -203,6 +209,10 @@ export const PlatformSpecSchema = z
     aws: z.strictObject({
       region: z.string().regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/, { error: "must be an AWS region such as 'eu-central-1'" }),
       accountId: z.string().regex(/^\d{12}$/, { error: 'must be the 12-digit AWS account id, as a string' }),
+      vpcCidr: z
+        .string()
+        .regex(/^((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)\/(3[0-2]|[12]?\d)$/, { error: "must be an IPv4 CIDR such as '10.0.0.0/16'" })
+        .optional(),
     }),
     kubernetes: z.strictObject({
       namespace: dnsLabel('a Kubernetes namespace'),
@@ -544,6 +554,22 @@ export class PlatformNames {
 
   private queueArn(queueName: string): string {
     return `arn:${this.partition}:sqs:${this.region}:${this.accountId}:${queueName}`;
+  }
+}
+
+/**
+ * The names of the spec a construct takes as its 'spec' prop: an invalid spec is an Error naming
+ * the construct (`owner`) and each bad field as `spec.<path>`.
+ */
+export function platformNamesFor(owner: string, spec: PlatformSpec | ResolvedPlatformSpec): PlatformNames {
+  if (!spec) throw new Error(`${owner}: 'spec' is required: the platform spec (see examples/platform.ts).`);
+  try {
+    return PlatformNames.of(spec);
+  } catch (error) {
+    if (error instanceof PlatformSpecError) {
+      throw new Error(`${owner}: 'spec' is invalid:\n${error.issues.map((i) => `  spec.${i.path}: ${i.message}`).join('\n')}`);
+    }
+    throw error;
   }
 }
 

@@ -7,31 +7,21 @@
  * addresses are the only thing rewritten.
  */
 import Anthropic from '@anthropic-ai/sdk';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import OpenAI from 'openai';
-import { checkManifests, formatFinding } from '../../lib';
+import { platform } from '../../examples/platform';
+import { checkManifests, formatFinding, platformNames } from '../../lib';
 import { FakeLlm } from '../support/fake-llm';
+import { synthExample } from '../support/example';
 import { checkReadOnlyRoot, checkRestricted, loadSynthesized, validateManifests } from '../support/k8s-validate';
 import { adaptConfig, containerEnv, findObject, materializeContainer, type MaterializedContainer, type SecretValues } from '../support/pod-runner';
 import { RedisServer } from '../support/redis';
 import { rawPost, Sidecar, sleep, sumSamples } from '../support/sidecar';
 import { ToolServer } from '../support/tool-server';
-
-const ROOT = path.join(__dirname, '..', '..');
-
-/** Runs examples/k8s.ts the way cdk8s.yaml does, into `outdir`. */
-function synthExample(outdir: string): void {
-  const result = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(ROOT, 'examples', 'k8s.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, CDK8S_OUTDIR: outdir },
-    encoding: 'utf8',
-  });
-  if (result.status !== 0) throw new Error(`synth failed (${result.status}):\n${result.stderr}`);
-}
 
 function filesOf(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -94,7 +84,7 @@ describe('the synthesized example', () => {
     expect(scaledObject.spec.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'research-worker' });
     expect(scaledObject.spec.triggers[0].type).toBe('aws-sqs-queue');
     const account = findObject(objects, 'ServiceAccount', 'research-worker');
-    expect(account.metadata.annotations['eks.amazonaws.com/role-arn']).toMatch(/^arn:aws:iam::\d{12}:role\/agents-research-worker$/);
+    expect(account.metadata.annotations['eks.amazonaws.com/role-arn']).toBe(platformNames(platform).agent('research-worker').roleArn);
   });
 
   test('every object is valid against Kubernetes 1.28 and the CRD schemas', () => {
@@ -106,8 +96,15 @@ describe('the synthesized example', () => {
     expect(checkReadOnlyRoot(objects)).toEqual([]);
   });
 
-  test('the rule pack (AGT-K8S-1...) finds nothing, warnings included', () => {
-    expect(checkManifests(objects).map(formatFinding)).toEqual([]);
+  test('the rule pack (AGT-K8S-1...) finds nothing, warnings included, but the egress to Redis in the VPC the example suppresses', () => {
+    // The synth applies the pack with the example's K8sRules.suppress calls; the YAML alone carries none.
+    const consumers = ['llm-gateway', 'support-chat', 'research-worker'];
+    const findings = checkManifests(objects);
+    expect(findings.map((f) => `${f.ruleId} ${f.object} ${f.problem}`).sort()).toEqual(
+      [...consumers].sort().map((name) => `AGT-K8S-24 NetworkPolicy agents/${name} lets the agent pods of Deployment agents/${name} reach ${platform.aws.vpcCidr} (in 10.0.0.0/8)`),
+    );
+    const redisEgress = consumers.map((name) => ({ ruleId: 'AGT-K8S-24', reason: 'egress on 6379 to the ElastiCache Redis in the VPC', object: { kind: 'NetworkPolicy', name } }));
+    expect(checkManifests(objects, { suppressions: redisEgress }).map(formatFinding)).toEqual([]);
   });
 
   test('synth is deterministic: the same files, byte for byte, on every run', () => {
@@ -134,9 +131,13 @@ describe('run as shipped: agent SDK -> sidecar -> gateway -> provider', () => {
     approver: randomBytes(16).toString('hex'),
     redis: randomBytes(12).toString('hex'),
   };
+  // What External Secrets would write: the provider keys and the Redis connection Terraform put in Secrets Manager
+  // (the URL is rewritten to the test's Redis below, like every cluster address).
+  const redisConnection = { 'redis-url': 'rediss://master.acme-agents-redis.abc123.euc1.cache.amazonaws.com:6379', 'redis-password': keys.redis };
   const secrets: SecretValues = {
-    'agents-redis': { password: keys.redis },
-    'llm-gateway-provider-keys': { 'openai-api-key': keys.openai, 'anthropic-api-key': keys.anthropic },
+    'llm-gateway-provider-keys': { 'openai-api-key': keys.openai, 'anthropic-api-key': keys.anthropic, ...redisConnection },
+    'support-chat-sidecar-secrets': redisConnection,
+    'research-worker-sidecar-secrets': redisConnection,
     'llm-gateway-signing-keys': { 'support-chat': keys.signing, 'research-worker': keys.researchSigning },
     'support-chat-approvers': { token: keys.approver },
   };
