@@ -199,15 +199,6 @@ new AgentMonitoring(chart, 'Monitoring', {
 });
 new AgentDashboards(chart, 'Dashboards', { name: 'cdk-agents', namespace: 'monitoring', folder: 'AI agents' });
 
-// Redis is at a private address of the VPC: the one private range these pods may reach, on its port only.
-for (const consumer of [gateway, supportChat, researchWorker]) {
-  K8sRules.suppress(
-    consumer.networkPolicy,
-    'AGT-K8S-24',
-    `Egress on ${platform.names.redis.port} to the VPC (${platformSpec.aws.vpcCidr}): the platform's ElastiCache Redis ${platform.names.redis.replicationGroupId}, TLS and AUTH.`,
-  );
-}
-
 // The cdk-agents rule pack (AGT-K8S-1...): any error finding fails the synth, listed.
 K8sRules.applyTo(app);
 app.synth();

@@ -42,7 +42,7 @@ export {
 } from './sidecar-delivery';
 export { IN_FLIGHT_METRIC, type Autoscaling } from './scaling';
 export { CHECKSUM_ANNOTATION } from './pod';
-export { NON_INTERNET_RANGES } from './network';
+export { NON_INTERNET_RANGES, PRIVATE_EGRESS_ANNOTATION } from './network';
 export {
   ADMIN_PORT_NAME,
   RUNTIME_ADMIN_PORT,

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import * as kplus from 'cdk8s-plus-28';
+import { nonInternetReach } from './rules/cidr';
 
 /**
  * Never "the internet": private ranges (the cluster, the VPC), carrier-grade NAT (pod ranges on
@@ -56,8 +57,19 @@ export function parseEndpoint(what: string, url: string): Endpoint {
  * The rules of one default-deny NetworkPolicy, each added once however many tools or
  * providers need it (so adding a tool on the same port adds nothing to the diff).
  */
+/**
+ * The annotation of a NetworkPolicy declaring the private addresses its agent pods may reach, one
+ * per line: `<CIDR> <TCP port>[,<port>...] <reason>`, e.g.
+ * `10.0.0.0/16 6379 the platform's ElastiCache Redis (budgets, rate limits, approvals)`.
+ * The rule pack's AGT-K8S-24 accepts an egress rule to that exact CIDR on those TCP ports only;
+ * anything else private it still reports, and the cloud metadata endpoint cannot be declared.
+ */
+export const PRIVATE_EGRESS_ANNOTATION = 'cdk-agents.io/private-egress';
+
 export class PolicyRules {
   private readonly seen = new Set<string>();
+  /** Private address blocks declared in PRIVATE_EGRESS_ANNOTATION: their ports and reasons. */
+  private readonly declared = new Map<string, { ports: number[]; reasons: string[] }>();
   private internet?: kplus.NetworkPolicyIpBlock;
   private anyAddress?: kplus.NetworkPolicyIpBlock;
   private anyPod?: kplus.Pods;
@@ -91,8 +103,26 @@ export class PolicyRules {
     this.allowEgress(this.anyAddress, port);
   }
 
-  allowEgress(peer: kplus.INetworkPolicyPeer, port: number): void {
+  /**
+   * TCP `port` to `peer`. With `privateReason`, an address block reaching private ranges is
+   * declared in PRIVATE_EGRESS_ANNOTATION with that reason: for the Redis a store or queue names,
+   * not for tools or providers, whose private addresses the rule pack keeps reporting.
+   */
+  allowEgress(peer: kplus.INetworkPolicyPeer, port: number, privateReason?: string): void {
     if (this.once(`egress ${peer.node.path} ${port}`)) this.policy.addEgressRule(peer, [kplus.NetworkPolicyPort.tcp(port)]);
+    if (privateReason && peer instanceof kplus.NetworkPolicyIpBlock && nonInternetReach(peer.cidr, peer.except ?? [])?.length) {
+      this.declarePrivate(peer.cidr, port, privateReason);
+    }
+  }
+
+
+  private declarePrivate(cidr: string, port: number, reason: string): void {
+    const entry = this.declared.get(cidr) ?? { ports: [], reasons: [] };
+    if (!entry.ports.includes(port)) entry.ports.push(port);
+    if (!entry.reasons.includes(reason)) entry.reasons.push(reason);
+    this.declared.set(cidr, entry);
+    const lines = [...this.declared].map(([c, e]) => `${c} ${e.ports.join(',')} ${e.reasons.join('; ')}`);
+    this.policy.metadata.addAnnotation(PRIVATE_EGRESS_ANNOTATION, lines.join('\n'));
   }
 
   allowIngress(peer: kplus.INetworkPolicyPeer, port: number): void {

@@ -576,7 +576,7 @@ export class QueueWorker extends AgentService {
     // The same role given as 'awsRole' was bound by AgentService already.
     if (roleArn && !props.awsRole) bindAwsRole(s.owner, 'queue', this.serviceAccount, AwsRole.fromArn(roleArn));
     const egress = this.queue._egress();
-    if (this.queue.peer) this.rules.allowEgress(this.queue.peer, egress.port);
+    if (this.queue.peer) this.rules.allowEgress(this.queue.peer, egress.port, 'the Redis the work queue is on');
     else if (egress.internet) this.rules.allowInternet(egress.port);
     else {
       this.rules.allowAnyPod(egress.port);

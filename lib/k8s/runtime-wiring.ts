@@ -51,7 +51,7 @@ export function wireStore(w: RuntimeWiring, store: BudgetStore): NonNullable<Sid
     config.tls = { caFile: w.mounts.add('redis-ca', `${RUNTIME_SECRETS_DIR}/redis-ca`, 'ca.pem', secret) };
   }
   if (redis.peer) {
-    w.rules.allowEgress(redis.peer, store.port!);
+    w.rules.allowEgress(redis.peer, store.port!, 'the Redis store of the sidecar (budgets, rate limits, approvals)');
   } else {
     // In-cluster Redis or a managed one at a private address: its port, to pods and to addresses.
     w.rules.allowAnyPod(store.port!);

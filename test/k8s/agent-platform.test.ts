@@ -3,17 +3,21 @@
  * every shared name derived from it, valid against Kubernetes 1.28 and the CRD schemas.
  */
 import { Duration } from 'cdk8s';
-import { ServiceAccount } from 'cdk8s-plus-28';
+import { NetworkPolicyIpBlock, ServiceAccount } from 'cdk8s-plus-28';
 import { platform as spec } from '../../examples/platform';
 import {
   AgentPlatform,
   AgentService,
+  AgentTool,
   AwsRole,
+  checkManifests,
+  formatFinding,
   AwsSecretStore,
   GatewayCache,
   IRSA_ROLE_ANNOTATION,
   LlmGateway,
   LlmProvider,
+  PRIVATE_EGRESS_ANNOTATION,
   QueueWorker,
   SecretStoreKind,
   WorkerQueue,
@@ -120,6 +124,27 @@ describe('AgentPlatform', () => {
     const egress = find(objects, 'NetworkPolicy', 'support-chat').spec.egress as Json[];
     expect(egress.filter((r) => r.ports.some((p: Json) => p.port === 6379))).toEqual([
       { ports: [{ port: 6379, protocol: 'TCP' }], to: [{ ipBlock: { cidr: spec.aws.vpcCidr } }] },
+    ]);
+  });
+
+  test('the VPC on the Redis port is declared for the rule pack on each policy; a tool at a private address still is not', () => {
+    for (const name of ['llm-gateway', 'support-chat', 'research-worker']) {
+      expect(find(objects, 'NetworkPolicy', name).metadata.annotations).toEqual({
+        [PRIVATE_EGRESS_ANNOTATION]: `${spec.aws.vpcCidr} 6379 the Redis store of the sidecar (budgets, rate limits, approvals)`,
+      });
+    }
+    // (The minimal agent containers here have no probes: AGT-K8S-20 is not what this is about.)
+    const egressFindings = (o: Json[]) => checkManifests(o).filter((f) => f.ruleId === 'AGT-K8S-24');
+    expect(egressFindings(objects).map(formatFinding)).toEqual([]);
+
+    const withTool = platformChart();
+    withTool.agent.addTool(
+      AgentTool.http({ name: 'lookup', description: 'Looks an order up.', parameters: { type: 'object', properties: {} }, endpoint: 'http://10.0.40.7:8080/lookup', peer: NetworkPolicyIpBlock.ipv4(withTool.c, 'Lookup', '10.0.40.7/32') }),
+    );
+    const policy = find(synth(withTool.c), 'NetworkPolicy', 'support-chat');
+    expect(policy.metadata.annotations[PRIVATE_EGRESS_ANNOTATION]).toBe(`${spec.aws.vpcCidr} 6379 the Redis store of the sidecar (budgets, rate limits, approvals)`);
+    expect(egressFindings(synth(withTool.c)).map((f) => `${f.ruleId} ${f.object} ${f.problem}`)).toEqual([
+      'AGT-K8S-24 NetworkPolicy agents/support-chat lets the agent pods of Deployment agents/support-chat reach 10.0.40.7/32 (in 10.0.0.0/8)',
     ]);
   });
 

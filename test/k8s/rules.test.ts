@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkManifests, K8S_RULES, NON_INTERNET_RANGES, RuleLevel, type K8sFinding } from '../../lib';
+import { checkManifests, K8S_RULES, NON_INTERNET_RANGES, PRIVATE_EGRESS_ANNOTATION, RuleLevel, type K8sFinding } from '../../lib';
 import { nonInternetReach } from '../../lib/k8s/rules/cidr';
 import { validateManifests } from '../support/k8s-validate';
 import type { Json } from './helpers';
@@ -503,6 +503,59 @@ describe('AGT-K8S-24 agent egress', () => {
     expect(found(spoiled((o) => { egress(o)[1].to[0].ipBlock.except.push('not-a-cidr'); }))).toEqual([
       `AGT-K8S-24 ${NP}: spec.egress[1].to[0].ipBlock: cannot be read as a CIDR with excepts, so ${AGENTS} may reach anything`,
     ]);
+  });
+
+  describe(`private destinations declared in ${PRIVATE_EGRESS_ANNOTATION}`, () => {
+    const ANNOTATION = `metadata.annotations["${PRIVATE_EGRESS_ANNOTATION}"]`;
+    /** The policy with egress to `cidr` on `ports` and the annotation `declaration`. */
+    const declaring = (declaration: string, cidr = '10.0.0.0/16', ports: Json[] = [{ port: 6379, protocol: 'TCP' }]) =>
+      spoiled((o) => {
+        egress(o).push({ to: [{ ipBlock: { cidr } }], ports });
+        of(o, 'NetworkPolicy').metadata.annotations = { [PRIVATE_EGRESS_ANNOTATION]: declaration };
+      });
+
+    test('the exact CIDR on a declared TCP port passes', () => {
+      expect(found(declaring('10.0.0.0/16 6379 the ElastiCache Redis of the platform'))).toEqual([]);
+      expect(found(declaring('10.0.0.0/16 443,6379 the ElastiCache Redis of the platform', '10.0.0.0/16', [{ port: 6379 }, { port: 443 }]))).toEqual([]);
+    });
+
+    test('several declarations, one per line', () => {
+      const objects = declaring('172.20.0.0/16 5432 the billing database\n10.0.0.0/16 6379 the ElastiCache Redis of the platform');
+      expect(found(objects)).toEqual([]);
+    });
+
+    const undeclared = `AGT-K8S-24 ${NP}: spec.egress[2].to[0].ipBlock: lets ${AGENTS} reach 10.0.0.0/16 (in 10.0.0.0/8)`;
+    test.each<[string, string, string, Json[]]>([
+      ['a port the declaration does not name', '10.0.0.0/16 6379 the ElastiCache Redis of the platform', '10.0.0.0/16', [{ port: 6379 }, { port: 22 }]],
+      ['every port', '10.0.0.0/16 6379 the ElastiCache Redis of the platform', '10.0.0.0/16', []],
+      ['a port range', '10.0.0.0/16 6379 the ElastiCache Redis of the platform', '10.0.0.0/16', [{ port: 6379, endPort: 6400 }]],
+      ['UDP on the declared port', '10.0.0.0/16 6379 the ElastiCache Redis of the platform', '10.0.0.0/16', [{ port: 6379, protocol: 'UDP' }]],
+    ])('%s is still reported', (_what, declaration, cidr, ports) => {
+      expect(found(declaring(declaration, cidr, ports))).toEqual([undeclared]);
+    });
+
+    test('a wider block than the one declared is still reported', () => {
+      expect(found(declaring('10.0.0.0/16 6379 the ElastiCache Redis of the platform', '10.0.0.0/8'))).toEqual([
+        `AGT-K8S-24 ${NP}: spec.egress[2].to[0].ipBlock: lets ${AGENTS} reach 10.0.0.0/8`,
+      ]);
+    });
+
+    test('the metadata endpoint cannot be declared: the declaration is reported and the egress too', () => {
+      expect(found(declaring('169.254.0.0/16 80 instance metadata for the SDK', '169.254.0.0/16', [{ port: 80 }]))).toEqual([
+        `AGT-K8S-24 ${NP}: ${ANNOTATION}: "169.254.0.0/16 80 instance metadata for the SDK" covers the cloud metadata endpoint (169.254.169.254, fd00:ec2::254), which no declaration can open: it hands out the node's credentials`,
+        `AGT-K8S-24 ${NP}: spec.egress[2].to[0].ipBlock: lets ${AGENTS} reach 169.254.0.0/16 (the cloud metadata endpoint 169.254.169.254 included)`,
+      ]);
+      expect(found(declaring('fd00::/8 80 the IPv6 metadata for the SDK', 'fd00::/8', [{ port: 80 }]))[0]).toMatch(/covers the cloud metadata endpoint/);
+    });
+
+    test.each([
+      ['no reason', '10.0.0.0/16 6379', 'is not \'<CIDR> <TCP port>[,<port>...] <reason>\', so it declares nothing'],
+      ['a short reason', '10.0.0.0/16 6379 redis', 'gives no reason of at least 10 characters: say what the agents reach there'],
+      ['not a CIDR', 'ten.0.0.0/16 6379 the ElastiCache Redis', 'is not \'<CIDR> <TCP port>[,<port>...] <reason>\', so it declares nothing'],
+      ['a port out of range', '10.0.0.0/16 70000 the ElastiCache Redis', 'is not \'<CIDR> <TCP port>[,<port>...] <reason>\', so it declares nothing'],
+    ])('a declaration with %s declares nothing, and says so', (_what, declaration, problem) => {
+      expect(found(declaring(declaration))).toEqual([`AGT-K8S-24 ${NP}: ${ANNOTATION}: ${JSON.stringify(declaration)} ${problem}`, undeclared]);
+    });
   });
 });
 

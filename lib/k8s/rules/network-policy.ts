@@ -4,10 +4,63 @@
  * namespace selects it with that policy type; what it may then reach is the union of their rules.
  */
 import { PART_OF } from '../names';
-import { NON_INTERNET_RANGES } from '../network';
-import { nonInternetReach } from './cidr';
+import { NON_INTERNET_RANGES, PRIVATE_EGRESS_ANNOTATION } from '../network';
+import { METADATA_ADDRESS, nonInternetReach, parseCidr } from './cidr';
 import { apiGroup, asArray, asObject, labelsOf, namespaceOf, selects, type Json, type PodTemplate } from './manifest';
-import { podRule, RuleLevel, type K8sRule, type RuleContext, type RuleViolation } from './rule';
+import { MIN_REASON_LENGTH, podRule, RuleLevel, type K8sRule, type RuleContext, type RuleViolation } from './rule';
+
+const DECLARATION = /^(\S+)\s+(\d{1,5}(?:,\d{1,5})*)\s+(\S.*)$/;
+
+interface PrivateEgressDeclaration {
+  readonly cidr: string;
+  readonly ports: readonly number[];
+}
+
+/** The declarations of a policy's annotation, and what in it cannot be accepted. */
+function declaredPrivateEgress(policy: Json): { declared: PrivateEgressDeclaration[]; problems: RuleViolation[] } {
+  const value = asObject(asObject(policy.metadata).annotations)[PRIVATE_EGRESS_ANNOTATION];
+  const declared: PrivateEgressDeclaration[] = [];
+  const problems: RuleViolation[] = [];
+  if (value === undefined) return { declared, problems };
+  const path = `metadata.annotations["${PRIVATE_EGRESS_ANNOTATION}"]`;
+  const lines = String(value).split('\n').map((l) => l.trim()).filter(Boolean);
+  lines.forEach((line, n) => {
+    const where = lines.length > 1 ? `line ${n + 1} (${JSON.stringify(line)})` : JSON.stringify(line);
+    const m = DECLARATION.exec(line);
+    const ports = m ? m[2].split(',').map(Number) : [];
+    if (!m || !parseCidr(m[1]) || ports.some((p) => p < 1 || p > 65535)) {
+      problems.push({ path, problem: `${where} is not '<CIDR> <TCP port>[,<port>...] <reason>', so it declares nothing` });
+    } else if (m[3].trim().length < MIN_REASON_LENGTH) {
+      problems.push({ path, problem: `${where} gives no reason of at least ${MIN_REASON_LENGTH} characters: say what the agents reach there` });
+    } else if (METADATA_ADDRESSES.some((address) => covers(m[1], address))) {
+      problems.push({ path, problem: `${where} covers the cloud metadata endpoint (${METADATA_ADDRESSES.join(', ')}), which no declaration can open: it hands out the node's credentials` });
+    } else {
+      declared.push({ cidr: m[1], ports });
+    }
+  });
+  return { declared, problems };
+}
+
+/** The cloud metadata endpoint, IPv4 and (AWS) IPv6. */
+const METADATA_ADDRESSES = [METADATA_ADDRESS, 'fd00:ec2::254'];
+
+function covers(cidr: string, address: string): boolean {
+  const block = parseCidr(cidr);
+  const one = parseCidr(`${address}/${address.includes(':') ? 128 : 32}`);
+  return !!block && !!one && block.bits === one.bits && block.first <= one.first && one.last <= block.last;
+}
+
+/** The TCP ports an egress rule opens; undefined when it opens every port or any other protocol. */
+function tcpPorts(rule: Json): number[] | undefined {
+  const ports = asArray(rule.ports);
+  if (ports.length === 0) return undefined;
+  const out: number[] = [];
+  for (const entry of ports.map(asObject)) {
+    if ((entry.protocol ?? 'TCP') !== 'TCP' || typeof entry.port !== 'number' || entry.endPort !== undefined) return undefined;
+    out.push(entry.port);
+  }
+  return out;
+}
 
 /** `app.kubernetes.io/component` values of pods that run agents or call LLMs for them (with part-of: cdk-agents). */
 export const AGENT_POD_COMPONENTS: readonly string[] = ['agent', 'llm-gateway', 'worker'];
@@ -52,9 +105,11 @@ export const NETWORK_POLICY = podRule(
 
 /** The egress rules of a policy that let agent pods reach a non-internet address. */
 function privateEgress(policy: Json, who: string): RuleViolation[] {
-  const found: RuleViolation[] = [];
+  const { declared, problems } = declaredPrivateEgress(policy);
+  const found: RuleViolation[] = [...problems];
   asArray(asObject(policy.spec).egress).forEach((r, i) => {
     const to = asArray(asObject(r).to);
+    const ports = tcpPorts(asObject(r));
     if (to.length === 0) {
       found.push({ path: `spec.egress[${i}].to`, problem: `is empty, so the rule lets ${who} reach every address, private ranges and 169.254.169.254 included` });
       return;
@@ -65,10 +120,18 @@ function privateEgress(policy: Json, who: string): RuleViolation[] {
       const path = `spec.egress[${i}].to[${j}].ipBlock`;
       const reached = nonInternetReach(String(block.cidr), asArray(block.except).map(String));
       if (reached === undefined) found.push({ path, problem: `cannot be read as a CIDR with excepts, so ${who} may reach anything` });
-      else if (reached.length > 0) found.push({ path, problem: `lets ${who} reach ${reached.join(', ')}` });
+      else if (reached.length > 0 && !isDeclared(declared, String(block.cidr), ports)) {
+        found.push({ path, problem: `lets ${who} reach ${reached.join(', ')}` });
+      }
     });
   });
   return found;
+}
+
+/** Declared: the exact CIDR (excepts only narrow it), and every port of the rule declared for it (a rule open on every port never is). */
+function isDeclared(declared: readonly PrivateEgressDeclaration[], cidr: string, ports: readonly number[] | undefined): boolean {
+  if (ports === undefined) return false;
+  return declared.some((d) => d.cidr === cidr && ports.every((p) => d.ports.includes(p)));
 }
 
 export const AGENT_EGRESS: K8sRule = {
@@ -77,7 +140,7 @@ export const AGENT_EGRESS: K8sRule = {
   explanation: "An agent acts on model output a prompt can steer: egress to private ranges reaches internal services, and 169.254.169.254 hands out the node's cloud credentials.",
   fix:
     `Reach the internet as ipBlock 0.0.0.0/0 except NON_INTERNET_RANGES (${NON_INTERNET_RANGES.join(', ')}) and in-cluster services by podSelector and namespaceSelector; ` +
-    'an address in the VPC the agent must reach (a managed Redis) is a suppression whose reason names it.',
+    `an address in the VPC the agent must reach (a managed Redis) is declared on the policy, CIDR, TCP ports and reason, in the annotation ${PRIVATE_EGRESS_ANNOTATION} ('10.0.0.0/16 6379 the ElastiCache Redis'), which the Kubernetes constructs write for a Redis given as an address block.`,
   level: RuleLevel.ERROR,
   check: (object, context) => {
     const namespace = namespaceOf(object);
