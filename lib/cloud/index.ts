@@ -14,5 +14,6 @@ export { SqsWorkerQueue, type SqsWorkerQueueProps } from './sqs-worker-queue';
 export { CloudRules, type CloudFinding } from './rules/cloud-rules';
 export { RuleLevel, type CloudRule } from './rules/aws-rules';
 export { LOG_RETENTION_DAYS } from './validate';
+export { crossReferenceProblems, type CrossReferenceOptions, type ExternalServiceAccount, type TerraformJson } from './cross-reference';
 // The spec the constructs take, and the names both sides share.
 export * from '../spec/platform';

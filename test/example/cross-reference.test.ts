@@ -1,7 +1,7 @@
 /**
  * Both sides of the example from the one spec: examples/k8s.ts synthesized as `npm run synth`
  * runs it, examples/cloud.ts's stack synthesized by cdktf, and every reference from the YAML into
- * the Terraform checked on the output alone (test/support/cross-reference.ts): IRSA roles and
+ * the Terraform checked on the output alone (crossReferenceProblems of cdk-agents/cloud): IRSA roles and
  * their trust, secrets and their properties, the SecretStore's region and rights, KEDA's queue.
  * Then a name changed on one side, which the check catches, and the synth-time errors that stop
  * such a change before it is written.
@@ -20,10 +20,9 @@ import {
   platformNames,
   type PlatformSpec,
 } from '../../lib';
-import { AgentCloud } from '../../lib/cloud';
+import { AgentCloud, crossReferenceProblems, type TerraformJson } from '../../lib/cloud';
 import { awsStack, validProps } from '../cloud/helpers';
 import { chart, minimalProps, synth } from '../k8s/helpers';
-import { crossReferenceProblems, type TerraformJson } from '../support/cross-reference';
 import { exampleObjects } from '../support/example';
 
 type Json = Record<string, any>;

@@ -3,7 +3,7 @@
  * Terraform JSON), checked on the output alone: no construct, no spec, nothing either side
  * derived. A name that differs on one side is a problem naming both ends.
  */
-import { IRSA_AUDIENCE, IRSA_ROLE_ANNOTATION } from '../../lib/spec/platform';
+import { IRSA_AUDIENCE, IRSA_ROLE_ANNOTATION } from '../spec/platform';
 
 type Json = Record<string, any>;
 
