@@ -8,6 +8,7 @@
  * copying between `cdktf apply` and `cdk8s synth`.
  */
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
+import { DataAwsVpc } from '@cdktf/provider-aws/lib/data-aws-vpc';
 import { DataAwsSecretsmanagerRandomPassword } from '@cdktf/provider-aws/lib/data-aws-secretsmanager-random-password';
 import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
 import { ElasticacheSubnetGroup } from '@cdktf/provider-aws/lib/elasticache-subnet-group';
@@ -109,6 +110,25 @@ export class AgentRedis extends Construct {
     this.nodeCount = props.numCacheClusters ?? 2;
     const rg = this.redisNames;
     const tags = props.tags;
+
+    const vpcCidr = names.spec.aws.vpcCidr;
+    if (vpcCidr) {
+      // The Kubernetes side opens Redis egress to aws.vpcCidr only: a spec naming another range
+      // would leave every agent unable to reach its budget store. Checked when Terraform plans.
+      new DataAwsVpc(this, 'Vpc', {
+        id: props.vpcId,
+        lifecycle: {
+          postcondition: [
+            {
+              condition: `\${contains(self.cidr_block_associations[*].cidr_block, "${vpcCidr}")}`,
+              errorMessage:
+                `The platform spec's aws.vpcCidr (${vpcCidr}) is not a CIDR block of the VPC ${props.vpcId}: the agents' NetworkPolicies open Redis egress to that range only, ` +
+                `so they could not reach Redis. Set aws.vpcCidr in the platform spec to the VPC's CIDR block (aws ec2 describe-vpcs --vpc-ids ${props.vpcId}) and synthesize both sides again.`,
+            },
+          ],
+        },
+      });
+    }
 
     this.securityGroup = new SecurityGroup(this, 'SecurityGroup', {
       name: rg.replicationGroupId,

@@ -384,6 +384,23 @@ describe('AgentCloud options and relationships', () => {
     }
   });
 
+  test("the spec's aws.vpcCidr is checked against the VPC when Terraform plans (the Kubernetes side opens Redis egress to it only)", () => {
+    const tf = JSON.parse(Testing.synth(exampleStack())) as TerraformJson;
+    const vpcs = Object.values(tf.data!.aws_vpc);
+    expect(vpcs).toHaveLength(1);
+    expect(vpcs[0].id).toBe('vpc-0a1b2c3d4e5f67890');
+    const [check] = vpcs[0].lifecycle.postcondition;
+    expect(check.condition).toBe(`\${contains(self.cidr_block_associations[*].cidr_block, "${platform.aws.vpcCidr}")}`);
+    expect(check.error_message).toContain(`The platform spec's aws.vpcCidr (${platform.aws.vpcCidr}) is not a CIDR block of the VPC ${'vpc-0a1b2c3d4e5f67890'}`);
+    expect(check.error_message).toContain('Set aws.vpcCidr in the platform spec');
+
+    // Without vpcCidr, nothing to check (the Kubernetes side then needs a Redis peer of its own).
+    const { vpcCidr: _, ...aws } = platform.aws;
+    const stack = awsStack();
+    agentCloud(stack, { spec: { ...platform, aws } });
+    expect((synthJson(stack, true) as any).data?.aws_vpc).toBeUndefined();
+  });
+
   test('a spec without queues or provider keys: no KEDA role, no queue widgets, no rotation needed', () => {
     const stack = awsStack();
     agentCloud(stack, { spec: { ...platform, workerQueues: [], providerKeys: [], agents: [{ name: 'support-chat' }] }, providerKeyRotation: undefined });
