@@ -14,12 +14,13 @@ export const platform: PlatformSpec = {
     cluster: { oidcIssuerUrl: 'https://oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE' },
   },
   agents: [
-    // The customer-support chat agent: calls providers through the gateway, hands long research to the worker.
-    { name: 'support-chat' },
+    // The customer-support chat agent: calls providers through the gateway (the cloud side generates its
+    // signing key), has tools that need approval (and so an approver token), hands long research to the worker.
+    { name: 'support-chat', gateway: 'llm-gateway', approvals: true },
     // The central gateway holds the provider keys.
     { name: 'llm-gateway', providerKeys: ['openai', 'anthropic'] },
     // Background research jobs, taken from SQS (its Kubernetes side comes with the worker construct).
-    { name: 'research-worker' },
+    { name: 'research-worker', gateway: 'llm-gateway' },
   ],
   workerQueues: [{ worker: 'research-worker', producers: ['support-chat'], visibilityTimeoutSeconds: 900, maxReceiveCount: 3 }],
   providerKeys: [

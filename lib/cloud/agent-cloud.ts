@@ -9,6 +9,7 @@ import { TerraformOutput, TerraformStack, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { platformNamesFor, type PlatformNames, type PlatformSpec } from '../spec/platform';
 import { AgentRedis, checkRedisOptions, type AgentRedisOptions } from './agent-redis';
+import { GeneratedSecret } from './generated-secret';
 import { pascalCase } from './construct-ids';
 import type { PolicyStatement } from './iam-policy';
 import { PlatformKey } from './platform-key';
@@ -83,6 +84,8 @@ export class AgentCloud extends Construct {
   private readonly roles = new Map<string, ServiceAccountRole>();
   private readonly queues = new Map<string, SqsWorkerQueue>();
   private readonly providerKeys = new Map<string, ProviderKeySecret>();
+  private readonly signingKeys = new Map<string, GeneratedSecret>();
+  private readonly approverTokens = new Map<string, GeneratedSecret>();
 
   constructor(scope: Construct, id: string, props: AgentCloudProps) {
     super(scope, id);
@@ -125,6 +128,32 @@ export class AgentCloud extends Construct {
       );
     }
 
+    // The platform's own shared secrets, generated: no kubectl step between apply and the first sync.
+    for (const gateway of names.gateways()) {
+      this.signingKeys.set(
+        gateway.gateway,
+        new GeneratedSecret(this, `${pascalCase(gateway.gateway)}SigningKeys`, {
+          secretName: gateway.secretName,
+          description: `Signing keys the sidecars of ${gateway.agents.join(', ')} prove their identity to the gateway ${gateway.gateway} with, one per agent`,
+          properties: gateway.agents,
+          key: this.key,
+          tags,
+        }),
+      );
+    }
+    for (const token of names.approverTokens()) {
+      this.approverTokens.set(
+        token.agent,
+        new GeneratedSecret(this, `${pascalCase(token.agent)}ApproverToken`, {
+          secretName: token.secretName,
+          description: `Bearer token of the approvals API of ${token.agent}`,
+          properties: [token.property],
+          key: this.key,
+          tags,
+        }),
+      );
+    }
+
     const role = (id: string, roleName: string, namespace: string, serviceAccount: string, statements: PolicyStatement[]) =>
       new ServiceAccountRole(this, id, {
         roleName,
@@ -139,7 +168,11 @@ export class AgentCloud extends Construct {
     for (const agent of names.agents()) {
       this.roles.set(agent.agent, role(`${pascalCase(agent.agent)}Role`, agent.roleName, agent.namespace, agent.serviceAccount, this.queueStatements(agent.agent)));
     }
-    const secrets = [...[...this.providerKeys.values()].map((k) => k.secret.arn), this.redis.connectionSecret.arn];
+    const secrets = [
+      ...[...this.providerKeys.values()].map((k) => k.secret.arn),
+      this.redis.connectionSecret.arn,
+      ...[...this.signingKeys.values(), ...this.approverTokens.values()].map((g) => g.secret.arn),
+    ];
     this.secretStoreRole = role('SecretStoreRole', names.secretStore.roleName, names.secretStore.namespace, names.secretStore.serviceAccount, [
       { sid: 'ReadPlatformSecrets', actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], resources: secrets },
       this.keyStatement('DecryptSecrets', ['kms:Decrypt'], 'secretsmanager'),
@@ -173,6 +206,18 @@ export class AgentCloud extends Construct {
   public queueOf(worker: string): SqsWorkerQueue {
     this.names.workerQueue(worker);
     return this.queues.get(worker)!;
+  }
+
+  /** The generated signing keys of a gateway some agent of the spec declares. */
+  public signingKeysOf(gateway: string): GeneratedSecret {
+    this.names.gatewaySigningKeys(gateway);
+    return this.signingKeys.get(gateway)!;
+  }
+
+  /** The generated approver token of an agent declaring `approvals`. */
+  public approverTokenOf(agent: string): GeneratedSecret {
+    this.names.approverToken(agent);
+    return this.approverTokens.get(agent)!;
   }
 
   /** The secret of a provider key declared in the spec. */
@@ -240,6 +285,16 @@ export class AgentCloud extends Construct {
     const keys: Record<string, unknown> = {};
     for (const [provider, k] of this.providerKeys) keys[provider] = { name: k.keyNames.secretName, arn: k.secret.arn, property: k.keyNames.property };
     output('provider_key_secrets', 'Provider key secrets: put the keys in with aws secretsmanager put-secret-value (never through Terraform)', keys);
+    const generated: Record<string, unknown> = {};
+    for (const [gateway, g] of this.signingKeys) {
+      const keys = names.gatewaySigningKeys(gateway);
+      generated[`${gateway}/signing-keys`] = { name: keys.secretName, arn: g.secret.arn, properties: keys.agents };
+    }
+    for (const [agent, g] of this.approverTokens) {
+      const token = names.approverToken(agent);
+      generated[`${agent}/approver-token`] = { name: token.secretName, arn: g.secret.arn, properties: [token.property] };
+    }
+    output('generated_secrets', 'Secrets Terraform generates (gateway signing keys, approver tokens): the Kubernetes side syncs them; rotate one value with terraform apply -replace on its terraform_data', generated);
     output('secret_store', 'The SecretStore the Kubernetes side creates (External Secrets, IRSA)', {
       name: names.secretStore.name,
       namespace: names.secretStore.namespace,

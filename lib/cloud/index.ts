@@ -4,6 +4,7 @@
  * Provider resources are imported by deep path: the provider's index is about 400 MB.
  */
 export { AgentCloud, type AgentCloudProps } from './agent-cloud';
+export { GeneratedSecret, type GeneratedSecretProps } from './generated-secret';
 export { AgentRedis, type AgentRedisOptions, type AgentRedisProps } from './agent-redis';
 export { type PolicyStatement } from './iam-policy';
 export { PlatformKey, type PlatformKeyProps } from './platform-key';

@@ -337,6 +337,11 @@ export class LlmGateway extends Construct implements kplus.IPodSelector, kplus.I
     this.node.addValidation({ validate: () => this.validateAtSynth() });
   }
 
+  /** The AWS Secrets Manager secret its signing keys are synced from, if they are. */
+  public get signingKeysAwsSecretId(): string | undefined {
+    return this.signingKeys.awsSecretId;
+  }
+
   /** The connected agents. */
   public get agents(): AgentService[] {
     return this._agents.map((a) => a.agent);

@@ -108,6 +108,19 @@ export interface AgentDeclaration {
    * @default - none
    */
   readonly providerKeys?: readonly string[];
+  /**
+   * The agent of this spec that is the LlmGateway this agent calls providers through. The cloud
+   * side generates the signing key the agent's sidecar proves its identity to the gateway with,
+   * one JSON property per agent in the gateway's secret `<name>/gateways/<gateway>/signing-keys`.
+   * @default - no gateway (the agent calls providers directly)
+   */
+  readonly gateway?: string;
+  /**
+   * Whether the agent has an approvals API (tools that require approval): the cloud side
+   * generates its approver token into `<name>/agents/<agent>/approver-token` (property `token`).
+   * @default false
+   */
+  readonly approvals?: boolean;
 }
 
 export interface WorkerQueueDeclaration {
@@ -148,6 +161,7 @@ export interface ProviderKeyDeclaration {
 /** The JSON property of a provider key secret holding the key. */
 export const PROVIDER_KEY_PROPERTY = 'api_key';
 /** The JSON properties of the Redis connection secret Terraform writes: `rediss://host:port` (no credentials) and the AUTH token. */
+export const APPROVER_TOKEN_PROPERTY = 'token';
 export const REDIS_URL_PROPERTY = 'url';
 export const REDIS_AUTH_TOKEN_PROPERTY = 'auth_token';
 export const REDIS_PORT = 6379;
@@ -178,6 +192,8 @@ const ProviderKeySchema = z.strictObject({
 const AgentSchema = z.strictObject({
   name: dnsLabel('a DNS label'),
   providerKeys: z.array(z.string()).default([]),
+  gateway: z.string().optional(),
+  approvals: z.boolean().default(false),
 });
 
 const WorkerQueueSchema = z.strictObject({
@@ -276,6 +292,16 @@ export const PlatformSpecSchema = z
         }
       }),
     );
+    spec.agents.forEach((agent, i) => {
+      if (agent.gateway === undefined) return;
+      if (agent.gateway === agent.name) {
+        issue(['agents', i, 'gateway'], `'${agent.name}' cannot be its own gateway; name the LlmGateway agent it calls providers through, or remove 'gateway'`);
+      } else if (!agentNames.has(agent.gateway)) {
+        issue(['agents', i, 'gateway'], `'${agent.gateway}' names no agent; declare the gateway as an agent (it has an IAM role too) or fix the name (agents: ${list(agentNames)})`);
+      } else if (spec.agents.find((a) => a.name === agent.gateway)!.gateway !== undefined) {
+        issue(['agents', i, 'gateway'], `'${agent.gateway}' calls providers through a gateway itself; a gateway calls providers directly, so name one that does`);
+      }
+    });
     const workers = new Set<string>();
     spec.workerQueues.forEach((queue, i) => {
       if (!agentNames.has(queue.worker)) {
@@ -371,6 +397,22 @@ export interface ProviderKeyNames {
   /** The secret's name (its ARN ends in a random suffix: refer to it by name). */
   readonly secretName: string;
   /** The JSON property holding the key. */
+  readonly property: string;
+}
+
+/** The secret Terraform generates a gateway's signing keys into: one JSON property per connected agent, named by the agent. */
+export interface GatewaySigningKeyNames {
+  readonly gateway: string;
+  readonly secretName: string;
+  /** The agents declaring this gateway, in spec order: the secret's properties. */
+  readonly agents: readonly string[];
+}
+
+/** The secret Terraform generates an agent's approver token into. */
+export interface ApproverTokenNames {
+  readonly agent: string;
+  readonly secretName: string;
+  /** The JSON property holding the token. */
   readonly property: string;
 }
 
@@ -532,6 +574,40 @@ export class PlatformNames {
   public providerKeysOf(agent: string): ProviderKeyNames[] {
     this.agent(agent);
     return this.spec.agents.find((a) => a.name === agent)!.providerKeys.map((k) => this.providerKey(k));
+  }
+
+  /** A gateway's signing keys; throws unless some agent declares the gateway. */
+  public gatewaySigningKeys(gateway: string): GatewaySigningKeyNames {
+    const agents = this.spec.agents.filter((a) => a.gateway === gateway).map((a) => a.name);
+    if (agents.length === 0) {
+      const gateways = [...new Set(this.spec.agents.flatMap((a) => (a.gateway ? [a.gateway] : [])))];
+      throw new Error(
+        `no agent of the platform spec '${this.prefix}' calls providers through '${gateway}', so it has no signing keys; set { gateway: '${gateway}' } on the agents it serves (gateways: ${gateways.join(', ') || 'none'}).`,
+      );
+    }
+    return { gateway, secretName: `${this.prefix}/gateways/${gateway}/signing-keys`, agents };
+  }
+
+  /** Every gateway's signing keys, in the order the spec first names each gateway. */
+  public gateways(): GatewaySigningKeyNames[] {
+    return [...new Set(this.spec.agents.flatMap((a) => (a.gateway ? [a.gateway] : [])))].map((g) => this.gatewaySigningKeys(g));
+  }
+
+  /** An agent's approver token; throws unless the agent declares `approvals: true`. */
+  public approverToken(agent: string): ApproverTokenNames {
+    const declared = this.spec.agents.find((a) => a.name === agent);
+    if (!declared?.approvals) {
+      const withApprovals = this.spec.agents.filter((a) => a.approvals).map((a) => a.name);
+      throw new Error(
+        `the approver token of '${agent}' is referenced but never declared in the platform spec '${this.prefix}'; set { name: '${agent}', approvals: true } in 'agents' (agents with approvals: ${withApprovals.join(', ') || 'none'}).`,
+      );
+    }
+    return { agent, secretName: `${this.prefix}/agents/${agent}/approver-token`, property: APPROVER_TOKEN_PROPERTY };
+  }
+
+  /** Every approver token, in spec order. */
+  public approverTokens(): ApproverTokenNames[] {
+    return this.spec.agents.filter((a) => a.approvals).map((a) => this.approverToken(a.name));
   }
 
   /** The subject an IRSA token of a ServiceAccount carries. */

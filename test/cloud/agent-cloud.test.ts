@@ -114,7 +114,7 @@ describe('AgentCloud (the example platform)', () => {
     });
 
     test('the AUTH token is generated into Secrets Manager, pinned, and reaches the group from there', () => {
-      const tokenSourceId = Object.keys(tf.data!.aws_secretsmanager_random_password)[0];
+      const tokenSourceId = Object.keys(tf.data!.aws_secretsmanager_random_password).find((id) => id.startsWith('AgentCloud_Redis_AuthTokenSource'))!;
       expect(tf.data!.aws_secretsmanager_random_password[tokenSourceId]).toEqual({ exclude_punctuation: true, password_length: 64 });
       const tokenSecretId = logicalIdWhere(tf, 'aws_secretsmanager_secret', 'name', names.redis.authTokenSecretName);
       const [versionId, version] = Object.entries(tf.resource.aws_secretsmanager_secret_version).find(([, v]) => v.secret_id.includes(tokenSecretId))!;
@@ -199,10 +199,16 @@ describe('AgentCloud (the example platform)', () => {
       expect(policyOf('acme-agents-llm-gateway')).toBeUndefined();
     });
 
-    test('the SecretStore reads exactly the provider keys and the Redis connection, not the raw token', () => {
+    test('the SecretStore reads exactly the provider keys, the Redis connection and the generated secrets, not the raw token', () => {
       const statement = policyOf('acme-agents-secret-store').Statement[0];
       expect(statement.Action).toEqual(['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret']);
-      const readable = ['acme-agents/providers/openai', 'acme-agents/providers/anthropic', 'acme-agents/redis/connection'].map(
+      const readable = [
+        'acme-agents/providers/openai',
+        'acme-agents/providers/anthropic',
+        'acme-agents/redis/connection',
+        'acme-agents/gateways/llm-gateway/signing-keys',
+        'acme-agents/agents/support-chat/approver-token',
+      ].map(
         (name) => `\${aws_secretsmanager_secret.${logicalIdWhere(tf, 'aws_secretsmanager_secret', 'name', name)}.arn}`,
       );
       expect(statement.Resource).toEqual(readable);
@@ -306,6 +312,7 @@ describe('AgentCloud (the example platform)', () => {
       [
         'alarm_topic_arn',
         'dashboard_url',
+        'generated_secrets',
         'kms_key_arn',
         'provider_key_secrets',
         'redis_connection_secret',
@@ -382,6 +389,43 @@ describe('AgentCloud options and relationships', () => {
     for (const role of Object.values(JSON.parse(synth).resource.aws_iam_role as Record<string, any>)) {
       expect(role.permissions_boundary).toBe('arn:aws:iam::111122223333:policy/boundary');
     }
+  });
+
+  test('gateway signing keys and approver tokens are generated: one kept value per property, KMS, written as JSON, never ignored as a whole', () => {
+    const tf = JSON.parse(Testing.synth(exampleStack())) as TerraformJson;
+    const keysId = logicalIdWhere(tf, 'aws_secretsmanager_secret', 'name', 'acme-agents/gateways/llm-gateway/signing-keys');
+    const keys = tf.resource.aws_secretsmanager_secret[keysId];
+    expect(keys.kms_key_id).toMatch(/^\$\{aws_kms_key\./);
+    expect(keys.description).toContain('"support-chat": "...", "research-worker": "..."');
+    const version = Object.values(tf.resource.aws_secretsmanager_secret_version).find((v) => v.secret_id === `\${aws_secretsmanager_secret.${keysId}.id}`)!;
+    // No ignore_changes on the JSON: a new agent adds its key; the kept values keep the others as they are.
+    expect(version.lifecycle).toBeUndefined();
+    const kept = (agent: string) => Object.entries(tf.resource.terraform_data).find(([id]) => id.startsWith(`AgentCloud_LlmGatewaySigningKeys_${agent}Value`))!;
+    const [supportId, support] = kept('SupportChat');
+    const [researchId] = kept('ResearchWorker');
+    expect(version.secret_string).toBe(
+      `\${jsonencode({"support-chat" = terraform_data.${supportId}.output.value, "research-worker" = terraform_data.${researchId}.output.value})}`,
+    );
+    // Each value is drawn once by Secrets Manager and kept: a fresh draw on a later plan is ignored.
+    expect(support.lifecycle).toEqual({ ignore_changes: ['input'] });
+    const sourceId = /^\$\{data\.aws_secretsmanager_random_password\.([^.]+)\.random_password\}$/.exec(support.input.value)![1];
+    expect(tf.data!.aws_secretsmanager_random_password[sourceId]).toEqual({ exclude_punctuation: true, password_length: 48 });
+
+    const tokenId = logicalIdWhere(tf, 'aws_secretsmanager_secret', 'name', 'acme-agents/agents/support-chat/approver-token');
+    const tokenVersion = Object.values(tf.resource.aws_secretsmanager_secret_version).find((v) => v.secret_id === `\${aws_secretsmanager_secret.${tokenId}.id}`)!;
+    expect(tokenVersion.secret_string).toMatch(/^\$\{jsonencode\(\{"token" = terraform_data\.AgentCloud_SupportChatApproverToken_TokenValue_[0-9A-F]+\.output\.value\}\)\}$/);
+    expect(tf.output.generated_secrets.value).toMatchObject({
+      'llm-gateway/signing-keys': { name: 'acme-agents/gateways/llm-gateway/signing-keys', properties: ['support-chat', 'research-worker'] },
+      'support-chat/approver-token': { name: 'acme-agents/agents/support-chat/approver-token', properties: ['token'] },
+    });
+  });
+
+  test('a spec without gateways or approvals generates no secret', () => {
+    const stack = awsStack();
+    agentCloud(stack, { spec: { ...platform, agents: platform.agents.map(({ name, providerKeys }) => ({ name, providerKeys })) } });
+    const tf = synthJson(stack, true);
+    expect(tf.resource.terraform_data).toBeUndefined();
+    expect(Object.keys(tf.output.generated_secrets.value)).toEqual([]);
   });
 
   test("the spec's aws.vpcCidr is checked against the VPC when Terraform plans (the Kubernetes side opens Redis egress to it only)", () => {

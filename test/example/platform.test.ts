@@ -133,15 +133,15 @@ describe('run as shipped: agent SDK -> sidecar -> gateway -> provider', () => {
     approver: randomBytes(16).toString('hex'),
     redis: randomBytes(12).toString('hex'),
   };
-  // What External Secrets would write: the provider keys and the Redis connection Terraform put in Secrets Manager
-  // (the URL is rewritten to the test's Redis below, like every cluster address).
+  // What External Secrets would write from Secrets Manager: the provider keys (put in out of band), and what
+  // Terraform wrote: the Redis connection (its URL rewritten to the test's Redis below, like every cluster
+  // address), the gateway's signing keys and the approver token it generated. No Secret is made by hand.
   const redisConnection = { 'redis-url': 'rediss://master.acme-agents-redis.abc123.euc1.cache.amazonaws.com:6379', 'redis-password': keys.redis };
   const secrets: SecretValues = {
     'llm-gateway-provider-keys': { 'openai-api-key': keys.openai, 'anthropic-api-key': keys.anthropic, ...redisConnection },
-    'support-chat-sidecar-secrets': redisConnection,
+    'support-chat-sidecar-secrets': { ...redisConnection, 'approver-token': keys.approver },
     'research-worker-sidecar-secrets': redisConnection,
     'llm-gateway-signing-keys': { 'support-chat': keys.signing, 'research-worker': keys.researchSigning },
-    'support-chat-approvers': { token: keys.approver },
   };
   let redis: RedisServer;
   let oai: FakeLlm;

@@ -105,6 +105,44 @@ describe('AgentPlatform errors', () => {
     );
   });
 
+  test('signing keys of an agent no agent calls through, and an approver token the spec does not declare', () => {
+    expect(() => platformChart().platform.signingKeys('research-worker')).toThrow(
+      "AgentPlatform: no agent of the platform spec 'acme-agents' calls providers through 'research-worker', so it has no signing keys; " +
+        "set { gateway: 'research-worker' } on the agents it serves (gateways: llm-gateway).",
+    );
+    expect(() => platformChart().platform.approverToken('research-worker')).toThrow(
+      "AgentPlatform: the approver token of 'research-worker' is referenced but never declared in the platform spec 'acme-agents'; " +
+        "set { name: 'research-worker', approvals: true } in 'agents' (agents with approvals: support-chat).",
+    );
+    expect(() => platformChart().platform.signingKeys('edge-gateway')).toThrow("AgentPlatform: 'edge-gateway' is not declared in the platform spec 'acme-agents'");
+  });
+
+  test("at synth: a gateway on the generated signing keys serves exactly the agents the spec gives it", () => {
+    const { c, platform } = platformChart();
+    const gateway = new LlmGateway(c, 'LlmGateway', {
+      providers: minimalProps().providers!,
+      secretStore: platform.secretStoreRef,
+      signingKeys: platform.signingKeys('llm-gateway'),
+    });
+    // support-chat is served, as the spec says; research-worker is not, though the spec says it is;
+    // and the gateway also serves an agent the spec gives no gateway (no key would be generated for it).
+    new AgentService(c, 'SupportChat', minimalProps({ providers: undefined, gateway }));
+    new AgentService(c, 'LlmGatewayClient', { ...minimalProps({ providers: undefined, gateway }), name: 'llm-gateway-client' } as AgentServiceProps);
+    const message = (() => {
+      try {
+        synth(c);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return '';
+    })();
+    expect(message).toContain(
+      "AgentPlatform: the platform spec gives 'research-worker' the gateway 'llm-gateway', but LlmGateway 'llm-gateway' does not serve it: " +
+        "connect it (gateway.connect(agent) or the agent's 'gateway' prop), or remove 'gateway' from 'research-worker' in platform.agents.",
+    );
+    expect(message).toContain("'llm-gateway-client' is not declared in the platform spec");
+  });
+
   test('at synth: a gateway the spec does not declare', () => {
     const { c } = platformChart();
     const gateway = new LlmGateway(c, 'EdgeGateway', { providers: minimalProps().providers! });
@@ -152,8 +190,9 @@ describe('AgentPlatform errors', () => {
     expect(() => synth(c)).toThrow(
       [
         "AgentPlatform: ExternalSecret 'support-chat-sidecar-secrets' reads the secret 'acme-agents/providers/mistral', which is referenced but never declared in the platform spec 'acme-agents' " +
-          '(the store\'s role cannot read it): declare it (platform.providerKeys) and use platform.providerKey(name), or fix the name ' +
-          '(declared: acme-agents/providers/openai, acme-agents/providers/anthropic, acme-agents/redis/connection).',
+          "(the store's role cannot read it): declare it (platform.providerKeys, or 'gateway' and 'approvals' on platform.agents) and use platform.providerKey(name), " +
+          'platform.signingKeys(gateway) or platform.approverToken(agent), or fix the name ' +
+          '(declared: acme-agents/providers/openai, acme-agents/providers/anthropic, acme-agents/redis/connection, acme-agents/gateways/llm-gateway/signing-keys, acme-agents/agents/support-chat/approver-token).',
         "AgentPlatform: ExternalSecret 'support-chat-agent-secrets' reads the property 'username' of 'acme-agents/redis/connection', which holds 'url' and 'auth_token'; fix the property.",
       ].join('\n  [test/Platform] '),
     );

@@ -138,6 +138,14 @@ describe('platformNames', () => {
     expect(() => names.agent('billing')).toThrow("'billing' is not an agent of the platform spec 'acme-agents'; add it to 'agents'");
     expect(() => names.workerQueue('support-chat')).toThrow("add { worker: 'support-chat' } to 'workerQueues'");
     expect(() => names.providerKey('mistral')).toThrow("the secret 'mistral' is referenced but never declared in the platform spec 'acme-agents'; add { name: 'mistral' } to 'providerKeys'");
+    expect(() => names.gatewaySigningKeys('support-chat')).toThrow("no agent of the platform spec 'acme-agents' calls providers through 'support-chat'");
+    expect(() => names.approverToken('llm-gateway')).toThrow("the approver token of 'llm-gateway' is referenced but never declared");
+  });
+
+  test('generated secrets: one signing key per agent declaring the gateway, an approver token per agent with approvals', () => {
+    const names = platformNames(platform);
+    expect(names.gateways()).toEqual([{ gateway: 'llm-gateway', secretName: 'acme-agents/gateways/llm-gateway/signing-keys', agents: ['support-chat', 'research-worker'] }]);
+    expect(names.approverTokens()).toEqual([{ agent: 'support-chat', secretName: 'acme-agents/agents/support-chat/approver-token', property: 'token' }]);
   });
 });
 
@@ -162,6 +170,12 @@ describe('platform spec errors name the field and the fix', () => {
     ['no agents', (s) => (s.agents = []), 'agents: must declare at least one agent'],
     ['a visibility timeout over the SQS maximum', (s) => (s.workerQueues[0].visibilityTimeoutSeconds = 50_000), 'workerQueues[0].visibilityTimeoutSeconds: must be at most 43200'],
     ['a misspelled field', (s) => (s.kubernetes.namspace = 'x'), 'kubernetes.namspace: unknown field; check its spelling'],
+    ['a gateway that is not an agent', (s) => (s.agents[0].gateway = 'gateway'), "agents[0].gateway: 'gateway' names no agent; declare the gateway as an agent"],
+    ['an agent as its own gateway', (s) => (s.agents[2].gateway = 'llm-gateway'), "agents[2].gateway: 'llm-gateway' cannot be its own gateway"],
+    ['a gateway that calls through a gateway', (s) => {
+      s.agents[0].gateway = 'llm-gateway';
+      s.agents[2].gateway = 'research-worker';
+    }, "agents[0].gateway: 'llm-gateway' calls providers through a gateway itself"],
   ])('%s', (_, change, expected) => {
     expect(issues(spec(change)).join('\n')).toContain(expected);
   });
