@@ -58,7 +58,49 @@ class CrossReferences {
     for (const store of this.find('SecretStore')) this.checkSecretStore(store);
     for (const secret of this.find('ExternalSecret')) this.checkExternalSecret(secret);
     for (const scaled of [...this.find('ScaledObject'), ...this.find('ScaledJob')]) this.checkScaler(scaled);
+    this.checkMountedKeys();
     return this.problems;
+  }
+
+  /**
+   * Every key a pod takes from a Secret that an ExternalSecret writes (a volume's items, a
+   * projected source, an env secretKeyRef) is one the ExternalSecret produces: a `data` entry's
+   * secretKey, or for `dataFrom` extract a property the Terraform writes into that secret. A key
+   * missing there leaves the pod in ContainerCreating, or the runtime without its signing key.
+   */
+  private checkMountedKeys(): void {
+    const produced = new Map<string, Set<string>>();
+    for (const secret of this.find('ExternalSecret')) {
+      const target = `${this.namespaceOf(secret) ?? 'default'}/${secret.spec.target?.name ?? secret.metadata.name}`;
+      const keys = produced.get(target) ?? new Set<string>();
+      for (const d of (secret.spec.data ?? []) as Json[]) keys.add(d.secretKey);
+      for (const d of (secret.spec.dataFrom ?? []) as Json[]) {
+        if (d.extract && this.resourceNamed('aws_secretsmanager_secret', d.extract.key)) for (const p of this.propertiesOf(d.extract.key)) keys.add(p);
+      }
+      produced.set(target, keys);
+    }
+    for (const object of this.objects) {
+      const namespace = this.namespaceOf(object) ?? 'default';
+      const uses: Array<{ secret: string; key: string }> = [];
+      const walk = (value: unknown): void => {
+        if (Array.isArray(value)) return value.forEach(walk);
+        if (!value || typeof value !== 'object') return;
+        const v = value as Json;
+        const volume = v.secret;
+        if (volume && typeof volume === 'object' && Array.isArray(volume.items)) {
+          for (const item of volume.items as Json[]) uses.push({ secret: volume.secretName ?? volume.name, key: item.key });
+        }
+        if (v.secretKeyRef && typeof v.secretKeyRef === 'object') uses.push({ secret: v.secretKeyRef.name, key: v.secretKeyRef.key });
+        Object.values(v).forEach(walk);
+      };
+      if (object.kind !== 'ExternalSecret' && object.kind !== 'Secret') walk(object.spec);
+      for (const { secret, key } of uses) {
+        const keys = produced.get(`${namespace}/${secret}`);
+        if (keys && !keys.has(key)) {
+          this.problem(`${object.kind} ${this.id(object)}: takes the key ${key} of the Secret ${secret}, which its ExternalSecret does not produce (it produces ${[...keys].join(', ') || 'nothing'})`);
+        }
+      }
+    }
   }
 
   /** An IRSA role: in Terraform, in the account, trusting exactly `namespace/serviceAccount` for sts.amazonaws.com. */

@@ -143,6 +143,26 @@ describe('a name changed on one side is caught', () => {
     ]);
   });
 
+  test('a pod taking a key its ExternalSecret does not produce: a signing key Terraform does not generate, a renamed secretKey', () => {
+    // The gateway serves research-worker, but the cloud side generates a key for support-chat only.
+    const cloud = changed(tf, (t) => {
+      const version = Object.values(t.resource.aws_secretsmanager_secret_version).find((v) => String(v.secret_string).includes('"research-worker" ='))!;
+      version.secret_string = String(version.secret_string).replace(/, "research-worker" = [^,}]+/, '');
+    });
+    // Both ends of the signature: the gateway checks with the key, the worker's sidecar signs with it.
+    expect(problems(objects, cloud)).toEqual([
+      'Deployment agents/llm-gateway: takes the key research-worker of the Secret llm-gateway-signing-keys, which its ExternalSecret does not produce (it produces support-chat)',
+      'Deployment agents/research-worker: takes the key research-worker of the Secret llm-gateway-signing-keys, which its ExternalSecret does not produce (it produces support-chat)',
+    ]);
+    const k8s = changed(objects, (o) => {
+      const data = of('ExternalSecret', 'support-chat-sidecar-secrets')(o).spec.data as Json[];
+      data.find((d) => d.secretKey === 'approver-token')!.secretKey = 'approvers';
+    });
+    expect(problems(k8s, tf)).toEqual([
+      'Deployment agents/support-chat: takes the key approver-token of the Secret support-chat-sidecar-secrets, which its ExternalSecret does not produce (it produces redis-url, redis-password, approvers)',
+    ]);
+  });
+
   test("the SecretStore's role without a secret the ExternalSecrets read, or with one they do not", () => {
     const cloud = changed(tf, (t) => {
       const policy = Object.values(t.resource.aws_iam_role_policy).find((p) => p.policy.includes('ReadPlatformSecrets'))!;
@@ -157,6 +177,8 @@ describe('a name changed on one side is caught', () => {
     });
     expect(problems(k8s, tf)).toEqual([
       'SecretStore agents/aws-secrets-manager: its role acme-agents-secret-store reads the secret acme-agents/providers/anthropic, which no ExternalSecret reads through it (least privilege)',
+      // And the gateway still mounts the key that entry produced.
+      'Deployment agents/llm-gateway: takes the key anthropic-api-key of the Secret llm-gateway-provider-keys, which its ExternalSecret does not produce (it produces redis-url, redis-password, openai-api-key)',
     ]);
   });
 
