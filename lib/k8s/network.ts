@@ -4,7 +4,7 @@
  */
 import { isIP } from 'node:net';
 import * as kplus from 'cdk8s-plus-28';
-import { nonInternetReach } from './rules/cidr';
+import { withinOnePrivateRange } from './rules/cidr';
 
 /**
  * Never "the internet": private ranges (the cluster, the VPC), carrier-grade NAT (pod ranges on
@@ -104,13 +104,14 @@ export class PolicyRules {
   }
 
   /**
-   * TCP `port` to `peer`. With `privateReason`, an address block reaching private ranges is
+   * TCP `port` to `peer`. With `privateReason`, an address block inside one private range is
    * declared in PRIVATE_EGRESS_ANNOTATION with that reason: for the Redis a store or queue names,
    * not for tools or providers, whose private addresses the rule pack keeps reporting.
    */
   allowEgress(peer: kplus.INetworkPolicyPeer, port: number, privateReason?: string): void {
     if (this.once(`egress ${peer.node.path} ${port}`)) this.policy.addEgressRule(peer, [kplus.NetworkPolicyPort.tcp(port)]);
-    if (privateReason && peer instanceof kplus.NetworkPolicyIpBlock && nonInternetReach(peer.cidr, peer.except ?? [])?.length) {
+    // Only a block inside one private range: a wider peer (10.0.0.0/7, 0.0.0.0/0) stays a finding to justify.
+    if (privateReason && peer instanceof kplus.NetworkPolicyIpBlock && withinOnePrivateRange(peer.cidr)) {
       this.declarePrivate(peer.cidr, port, privateReason);
     }
   }

@@ -148,6 +148,23 @@ describe('AgentPlatform', () => {
     ]);
   });
 
+  test('a Redis peer wider than one private range is not declared: it stays a finding to justify', () => {
+    const c2 = chart();
+    const platform2 = new AgentPlatform(c2, 'Platform', { spec });
+    new AgentService(c2, 'SupportChat', {
+      ...minimalProps({ providers: undefined }),
+      gateway: new LlmGateway(c2, 'LlmGateway', { providers: minimalProps().providers!, secretStore: platform2.secretStoreRef, store: platform2.redisStore() }),
+      awsRole: platform2.roleOf('support-chat'),
+      secretStore: platform2.secretStoreRef,
+      store: platform2.redisStore({ peer: NetworkPolicyIpBlock.ipv4(c2, 'Wide', '0.0.0.0/1') }),
+    });
+    const objects2 = synth(c2);
+    expect(find(objects2, 'NetworkPolicy', 'support-chat').metadata.annotations).toBeUndefined();
+    expect(checkManifests(objects2).filter((f) => f.ruleId === 'AGT-K8S-24' && f.object === 'NetworkPolicy agents/support-chat').map((f) => f.problem)).toEqual([
+      'lets the agent pods of Deployment agents/support-chat reach 10.0.0.0/8, 100.64.0.0/10',
+    ]);
+  });
+
   test('without aws.vpcCidr the Redis peer is the one given', () => {
     const { vpcCidr: _, ...aws } = spec.aws;
     const c2 = chart();

@@ -548,6 +548,14 @@ describe('AGT-K8S-24 agent egress', () => {
       expect(found(declaring('fd00::/8 80 the IPv6 metadata for the SDK', 'fd00::/8', [{ port: 80 }]))[0]).toMatch(/covers the cloud metadata endpoint/);
     });
 
+    test('a block wider than one private range declares nothing: 0.0.0.0/1 or 10.0.0.0/7 stay findings', () => {
+      expect(found(declaring('0.0.0.0/1 6379 the ElastiCache Redis of the platform', '0.0.0.0/1'))).toEqual([
+        `AGT-K8S-24 ${NP}: ${ANNOTATION}: "0.0.0.0/1 6379 the ElastiCache Redis of the platform" is not inside one private range (10.0.0.0/8, 100.64.0.0/10, 172.16.0.0/12, 192.168.0.0/16, fc00::/7), so it declares nothing: name the private block the agents must reach`,
+        `AGT-K8S-24 ${NP}: spec.egress[2].to[0].ipBlock: lets ${AGENTS} reach 10.0.0.0/8, 100.64.0.0/10`,
+      ]);
+      expect(found(declaring('10.0.0.0/7 6379 the ElastiCache Redis of the platform', '10.0.0.0/7'))[0]).toMatch(/is not inside one private range/);
+    });
+
     test.each([
       ['no reason', '10.0.0.0/16 6379', 'is not \'<CIDR> <TCP port>[,<port>...] <reason>\', so it declares nothing'],
       ['a short reason', '10.0.0.0/16 6379 redis', 'gives no reason of at least 10 characters: say what the agents reach there'],

@@ -94,3 +94,19 @@ export function nonInternetReach(cidr: string, except: readonly string[]): strin
 function within(inner: AddressRange, outer: AddressRange): boolean {
   return inner.bits === outer.bits && inner.first >= outer.first && inner.last <= outer.last;
 }
+
+/** Private network ranges a declared destination may lie in: not link-local, where the metadata endpoint is. */
+function declarableRanges(): string[] {
+  // A function, not a constant: network.ts imports this module while NON_INTERNET_RANGES is being defined.
+  return NON_INTERNET_RANGES.filter((r) => r !== '169.254.0.0/16').concat(['fc00::/7']);
+}
+
+/**
+ * Whether `cidr` lies entirely inside one private network range (10.0.0.0/8, 100.64.0.0/10,
+ * 172.16.0.0/12, 192.168.0.0/16, fc00::/7): the only blocks a private-egress declaration may name,
+ * so one can never open the internet or link-local addresses as "private".
+ */
+export function withinOnePrivateRange(cidr: string): boolean {
+  const block = parseCidr(cidr);
+  return !!block && declarableRanges().some((range) => within(block, parseCidr(range)!));
+}
