@@ -119,7 +119,9 @@ export function proxyHandler(ctx: ServerContext): (req: HttpRequest, res: HttpRe
       try {
         body = JSON.parse(raw.toString('utf8'));
       } catch (err) {
-        return rejectEarly(ctx, dialect, req, res, 400, ErrorCode.invalidRequest, `the request body is not valid JSON: ${(err as Error).message}`);
+        // The parser's message quotes the body: the client gets it, the audit log (content hashed
+        // unless captured) does not.
+        return rejectEarly(ctx, dialect, req, res, 400, ErrorCode.invalidRequest, `the request body is not valid JSON: ${(err as Error).message}`, undefined, undefined, 'the request body is not valid JSON');
       }
       if (!body || typeof body !== 'object' || Array.isArray(body)) {
         return rejectEarly(ctx, dialect, req, res, 400, ErrorCode.invalidRequest, 'the request body must be a JSON object');
@@ -213,6 +215,7 @@ export function rejectEarly(
   message: string,
   param?: string,
   extra?: http.OutgoingHttpHeaders,
+  auditReason = message,
 ): void {
   const body = dialect.errorBody(status, code, message, param);
   const headers: http.OutgoingHttpHeaders = {
@@ -237,6 +240,6 @@ export function rejectEarly(
     [AuditAttr.status]: status,
     [AuditAttr.decision]: 'deny',
     [AuditAttr.rule]: code,
-    [AuditAttr.reason]: message,
+    [AuditAttr.reason]: auditReason,
   });
 }

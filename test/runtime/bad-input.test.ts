@@ -109,6 +109,19 @@ describe('invalid bodies get 400 in the OpenAI error shape, naming the parameter
   });
 });
 
+test('a body that is not JSON: the client sees the parser message, the audit log a fixed reason and none of the body', async () => {
+  const body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": sk-live-SECRETTOKEN123}]}';
+  let res!: Awaited<ReturnType<typeof rawPost>>;
+  const records = await auditDuring(1, async () => {
+    res = await rawPost(sidecar.url + OPENAI_PATH, body, JSON_HEADERS);
+  });
+  expect(res.status).toBe(400);
+  expect(JSON.parse(res.body).error.message).toMatch(/^the request body is not valid JSON: /);
+  expect(records).toEqual([expect.objectContaining({ 'http.response.status_code': 400, 'gen_ai.security.decision.reason': 'the request body is not valid JSON' })]);
+  expect(JSON.stringify(records)).not.toContain('sk-live');
+  expect(fake.requests).toEqual([]);
+});
+
 describe('invalid bodies get 400 in the Anthropic error shape, naming the parameter', () => {
   const base = { model: 'claude-haiku-4-5', max_tokens: 100, messages: user };
   const cases: Array<[string, string, RegExp]> = [

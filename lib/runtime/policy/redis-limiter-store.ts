@@ -206,8 +206,13 @@ export class RedisLimiterStore implements LimiterStore {
    * in full until their windows end.
    */
   async flush(): Promise<void> {
-    if (this.batch) await new Promise((resolve) => setImmediate(resolve));
-    await Promise.allSettled([...this.pending]);
+    // A reply may settle or release more (a request cut while its reservation was in flight
+    // releases it when the reply comes): repeat until nothing is queued or in flight, a few
+    // rounds at most (each is one round trip, bounded by the command timeout).
+    for (let round = 0; round < 5 && (this.batch || this.pending.size); round++) {
+      if (this.batch) await new Promise((resolve) => setImmediate(resolve));
+      await Promise.allSettled([...this.pending]);
+    }
   }
 
   private current(now: number): Batch {

@@ -248,7 +248,7 @@ export class RedisClient {
     this.confirming = true;
     setImmediate(() => {
       this.confirming = false;
-      if (this.queue[0] === head) this.timeOut();
+      if (!this.closed && this.queue[0] === head) this.timeOut();
     });
   }
 
