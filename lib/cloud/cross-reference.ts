@@ -107,13 +107,14 @@ class CrossReferences {
   private checkRole(what: string, arn: string, namespace: string, serviceAccount: string): Json | undefined {
     const match = ROLE_ARN.exec(arn);
     if (!match) return this.problem(`${what}: '${arn}' is not an IAM role ARN`);
-    if (!this.accounts.includes(match[2])) this.problem(`${what}: the role ${arn} is in account ${match[2]}, but the AWS provider allows ${this.accounts.join(', ') || 'any account'}`);
+    if (this.accounts.length > 0 && !this.accounts.includes(match[2])) this.problem(`${what}: the role ${arn} is in account ${match[2]}, but the AWS provider allows ${this.accounts.join(', ') || 'any account'}`);
     const role = this.resourceNamed('aws_iam_role', match[3]);
     if (!role) return this.problem(`${what}: the role ${arn} names no aws_iam_role in the Terraform (roles: ${this.names('aws_iam_role').join(', ')})`);
     const subject = `system:serviceaccount:${namespace}:${serviceAccount}`;
     const trust = JSON.parse(role.assume_role_policy);
     const web = (trust.Statement as Json[]).filter((s) => s.Effect === 'Allow' && [s.Action].flat().includes('sts:AssumeRoleWithWebIdentity'));
-    const trusts = web.some((s) => {
+    // Every web-identity statement exactly this ServiceAccount: another one trusting a wildcard subject would admit others.
+    const trusts = web.length > 0 && web.every((s) => {
       const issuer = String(s.Principal?.Federated ?? '').replace(/^arn:[^:]+:iam::\d{12}:oidc-provider\//, '');
       const equals = s.Condition?.StringEquals ?? {};
       // Exactly these two conditions' values: a StringLike or a list would admit other ServiceAccounts.
@@ -182,7 +183,7 @@ class CrossReferences {
       if (urlRegion !== this.region || trigger.metadata.awsRegion !== this.region) {
         this.problem(`${what}: the queue ${url} (awsRegion ${trigger.metadata.awsRegion}) is not in the Terraform's region ${this.region}`);
       }
-      if (!this.accounts.includes(account)) this.problem(`${what}: the queue ${url} is in account ${account}, but the AWS provider allows ${this.accounts.join(', ')}`);
+      if (this.accounts.length > 0 && !this.accounts.includes(account)) this.problem(`${what}: the queue ${url} is in account ${account}, but the AWS provider allows ${this.accounts.join(', ')}`);
       const queue = this.resourceEntry('aws_sqs_queue', name);
       if (!queue) {
         this.problem(`${what}: the queue ${url} names no aws_sqs_queue in the Terraform (queues: ${this.names('aws_sqs_queue').join(', ')})`);

@@ -61,7 +61,8 @@ export class GeneratedSecret extends Construct {
       const id = pascalCase(property);
       const source = new DataAwsSecretsmanagerRandomPassword(this, `${id}Source`, { passwordLength: length, excludePunctuation: true });
       // The data source draws a new password on every plan: the first one kept stays until this is replaced.
-      const kept = new DataResource(this, `${id}Value`, { input: { value: source.randomPassword }, lifecycle: { ignoreChanges: ['input'] } });
+      // sensitive(): kept out of plan output even where the provider does not mark the attribute.
+      const kept = new DataResource(this, `${id}Value`, { input: { value: Fn.sensitive(source.randomPassword) }, lifecycle: { ignoreChanges: ['input'] } });
       this.values.set(property, kept);
       values[property] = Fn.lookup(kept.output, 'value');
     }

@@ -228,6 +228,7 @@ export const PlatformSpecSchema = z
       vpcCidr: z
         .string()
         .regex(/^((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)\/(3[0-2]|[12]?\d)$/, { error: "must be an IPv4 CIDR such as '10.0.0.0/16'" })
+        .refine(isNetworkAddress, { error: 'must be the network address of its block (host bits zero, as AWS writes a VPC CIDR: 10.0.0.0/16, not 10.0.0.1/16)' })
         .optional(),
     }),
     kubernetes: z.strictObject({
@@ -335,6 +336,15 @@ export const PlatformSpecSchema = z
 
 /** The spec with every default filled in. */
 export type ResolvedPlatformSpec = z.output<typeof PlatformSpecSchema>;
+
+/** Whether an IPv4 CIDR (already well formed) has its host bits zero. */
+function isNetworkAddress(cidr: string): boolean {
+  if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cidr)) return true; // the shape check reports it
+  const [address, bits] = cidr.split('/');
+  const value = address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+  const size = 2 ** (32 - Number(bits));
+  return value % size === 0;
+}
 
 function list(names: Set<string>): string {
   return names.size ? [...names].map((n) => `'${n}'`).join(', ') : 'none';

@@ -408,7 +408,7 @@ describe('AgentCloud options and relationships', () => {
     );
     // Each value is drawn once by Secrets Manager and kept: a fresh draw on a later plan is ignored.
     expect(support.lifecycle).toEqual({ ignore_changes: ['input'] });
-    const sourceId = /^\$\{data\.aws_secretsmanager_random_password\.([^.]+)\.random_password\}$/.exec(support.input.value)![1];
+    const sourceId = /^\$\{sensitive\(data\.aws_secretsmanager_random_password\.([^.]+)\.random_password\)\}$/.exec(support.input.value)![1];
     expect(tf.data!.aws_secretsmanager_random_password[sourceId]).toEqual({ exclude_punctuation: true, password_length: 48 });
 
     const tokenId = logicalIdWhere(tf, 'aws_secretsmanager_secret', 'name', 'acme-agents/agents/support-chat/approver-token');

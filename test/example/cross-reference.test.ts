@@ -116,6 +116,30 @@ describe('a name changed on one side is caught', () => {
     ]);
   });
 
+  test('a role trusting its ServiceAccount and, in a second statement, any ServiceAccount', () => {
+    const cloud = changed(tf, (t) => {
+      const role = roleTf(t, 'acme-agents-support-chat');
+      const trust = JSON.parse(role.assume_role_policy);
+      const wide = structuredClone(trust.Statement[0]);
+      delete wide.Sid;
+      const issuer = Object.keys(wide.Condition.StringEquals).find((k) => k.endsWith(':sub'))!;
+      delete wide.Condition.StringEquals[issuer];
+      wide.Condition.StringLike = { [issuer]: 'system:serviceaccount:*' };
+      trust.Statement.push(wide);
+      role.assume_role_policy = JSON.stringify(trust);
+    });
+    expect(problems(objects, cloud)).toEqual([
+      expect.stringMatching(/^ServiceAccount agents\/support-chat: the role acme-agents-support-chat does not trust system:serviceaccount:agents:support-chat with audience sts.amazonaws.com/),
+    ]);
+  });
+
+  test('a provider without allowed_account_ids: accounts are not compared, everything else still is', () => {
+    const cloud = changed(tf, (t) => {
+      delete t.provider!.aws[0].allowed_account_ids;
+    });
+    expect(problems(objects, cloud)).toEqual([]);
+  });
+
   test('a role trusting another ServiceAccount, or another audience', () => {
     const cloud = changed(tf, (t) => {
       const role = roleTf(t, 'acme-agents-research-worker');

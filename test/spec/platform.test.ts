@@ -166,6 +166,7 @@ describe('platform spec errors name the field and the fix', () => {
     ['a bad account id', (s) => (s.aws.accountId = '1234'), 'aws.accountId: must be the 12-digit AWS account id'],
     ['a bad region', (s) => (s.aws.region = 'europe'), "aws.region: must be an AWS region such as 'eu-central-1'"],
     ['a VPC CIDR that is not one', (s) => (s.aws.vpcCidr = '10.0.0.0/33'), "aws.vpcCidr: must be an IPv4 CIDR such as '10.0.0.0/16'"],
+    ['a VPC CIDR with host bits set', (s) => (s.aws.vpcCidr = '10.0.0.1/16'), 'aws.vpcCidr: must be the network address of its block (host bits zero'],
     ['an issuer URL with a trailing slash', (s) => (s.kubernetes.cluster.oidcIssuerUrl += '/'), "kubernetes.cluster.oidcIssuerUrl: must be the cluster's OIDC issuer URL, https:// without a trailing '/'"],
     ['no agents', (s) => (s.agents = []), 'agents: must declare at least one agent'],
     ['a visibility timeout over the SQS maximum', (s) => (s.workerQueues[0].visibilityTimeoutSeconds = 50_000), 'workerQueues[0].visibilityTimeoutSeconds: must be at most 43200'],
