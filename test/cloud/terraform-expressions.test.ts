@@ -53,6 +53,22 @@ describe('the check catches', () => {
     expect((await expressionProblems(tf)).map((p) => p.problem)).toEqual(['calls cidrcontains(), which is not a Terraform function']);
   });
 
+  test('an attribute the provider does not have, on a resource and on self', async () => {
+    const tf = broken((t) => {
+      vpc(t).lifecycle.postcondition[0].condition = '${contains(self.cidr_block_association[*].cidr_block, "10.0.0.0/16")}';
+      const connection = Object.values(t.resource.aws_secretsmanager_secret_version).find((v: any) => String(v.secret_string).includes('rediss://'))! as Json;
+      connection.secret_string = String(connection.secret_string).replace('.primary_endpoint_address}', '.primary_endpoint}');
+    });
+    const found = (await expressionProblems(tf)).map((p) => p.problem);
+    expect(found).toHaveLength(2);
+    expect(found).toEqual(
+      expect.arrayContaining([
+        'refers to self.cidr_block_association: aws_vpc has no attribute cidr_block_association',
+        expect.stringMatching(/^refers to aws_elasticache_replication_group\.AgentCloud_Redis_[0-9A-F]+\.primary_endpoint: aws_elasticache_replication_group has no attribute primary_endpoint$/),
+      ]),
+    );
+  });
+
   test('a reference to a resource or data source that is not there, and self outside a condition', async () => {
     const tf = broken((t) => {
       const version = Object.values(t.resource.aws_secretsmanager_secret_version).find((v: any) => String(v.secret_string).includes('terraform_data.'))! as Json;

@@ -2,9 +2,9 @@
  * The Terraform expressions in synthesized Terraform JSON, checked without Terraform: every
  * `${...}` in every string is parsed by HCL's own parser (the WebAssembly build cdktf uses,
  * @cdktf/hcl2json), every function it calls is a Terraform function, and every reference names a
- * resource or data source of the same JSON (`self` only in lifecycle conditions). `terraform
- * validate` cannot run here (it needs the providers), so this is what stands in for its syntax
- * and reference checks; attribute names and types are left to the provider bindings.
+ * resource or data source of the same JSON (`self` only in lifecycle conditions) by an attribute
+ * its provider binding has. `terraform validate` cannot run here (it needs the providers), so this
+ * stands in for its syntax and reference checks; types are left to the provider bindings.
  */
 import { getExpressionAst } from '@cdktf/hcl2json';
 
@@ -115,12 +115,57 @@ export async function expressionProblems(tf: Json): Promise<ExpressionProblem[]>
 }
 
 function referenceProblem(tf: Json, accessor: string, at: string): string | undefined {
-  const [root, type, name] = accessor.split('.');
-  if (root === 'self') return /\.lifecycle\.(pre|post)condition\[/.test(at) ? undefined : `refers to self outside a lifecycle condition (${accessor})`;
+  const segments = accessor.split('.').map((s) => s.replace(/\[.*$/, ''));
+  const [root, type, name] = segments;
+  if (root === 'self') {
+    const block = /^(resource|data)\.([a-z0-9_]+)\.[^.]+\.lifecycle\.(pre|post)condition\[/.exec(at);
+    if (!block) return `refers to self outside a lifecycle condition (${accessor})`;
+    return attributeProblem(block[1] === 'data', block[2], segments[1], accessor);
+  }
   if (root === 'data') {
-    return tf.data?.[type]?.[name] ? undefined : `refers to data.${type}.${name}, which is not in the Terraform`;
+    if (!tf.data?.[type]?.[name]) return `refers to data.${type}.${name}, which is not in the Terraform`;
+    return attributeProblem(true, type, segments[3], accessor);
   }
   if (ROOTS.has(root)) return undefined;
-  if (tf.resource?.[root]?.[type]) return undefined;
-  return tf.resource?.[root] ? `refers to ${root}.${type}, which is not in the Terraform` : `refers to ${accessor}: no resource type ${root} in the Terraform`;
+  if (!tf.resource?.[root]) return `refers to ${accessor}: no resource type ${root} in the Terraform`;
+  if (!tf.resource[root][type]) return `refers to ${root}.${type}, which is not in the Terraform`;
+  return attributeProblem(false, root, segments[2], accessor);
+}
+
+/**
+ * Whether the provider binding of `type` has the attribute (cdktf generates a getter per
+ * attribute of the provider schema, camelCased): a misspelled attribute is a plan-time error.
+ */
+function attributeProblem(data: boolean, type: string, attribute: string | undefined, accessor: string): string | undefined {
+  if (attribute === undefined) return undefined;
+  const binding = bindingOf(data, type);
+  if (!binding) return `refers to ${accessor}: no provider binding for ${data ? 'data source' : 'resource'} ${type} to check it against`;
+  const getter = attribute.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+  for (let proto = binding.prototype; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    if (Object.getOwnPropertyDescriptor(proto, getter)?.get) return undefined;
+  }
+  return `refers to ${accessor}: ${type} has no attribute ${attribute}`;
+}
+
+const bindings = new Map<string, (new (...args: any[]) => unknown) | undefined>();
+
+/** The cdktf class of a resource or data source type, loaded by its deep path (never the provider's index). */
+function bindingOf(data: boolean, type: string): (new (...args: any[]) => unknown) | undefined {
+  const key = `${data ? 'data.' : ''}${type}`;
+  if (!bindings.has(key)) {
+    let found: (new (...args: any[]) => unknown) | undefined;
+    if (type === 'terraform_data' && !data) {
+      found = require('cdktf').DataResource;
+    } else if (type.startsWith('aws_')) {
+      const file = `${data ? 'data-' : ''}${(data ? type : type.replace(/^aws_/, '')).replace(/_/g, '-')}`;
+      try {
+        const mod = require(`@cdktf/provider-aws/lib/${file}`);
+        found = Object.values(mod).find((v: any) => typeof v === 'function' && v.tfResourceType === type) as typeof found;
+      } catch {
+        found = undefined;
+      }
+    }
+    bindings.set(key, found);
+  }
+  return bindings.get(key);
 }
