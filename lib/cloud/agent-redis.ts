@@ -8,6 +8,7 @@
  * copying between `cdktf apply` and `cdk8s synth`.
  */
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
+import { DataAwsSubnet } from '@cdktf/provider-aws/lib/data-aws-subnet';
 import { DataAwsVpc } from '@cdktf/provider-aws/lib/data-aws-vpc';
 import { DataAwsSecretsmanagerRandomPassword } from '@cdktf/provider-aws/lib/data-aws-secretsmanager-random-password';
 import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
@@ -127,6 +128,26 @@ export class AgentRedis extends Construct {
             },
           ],
         },
+      });
+      // And Redis's own subnets inside it (a VPC may have secondary blocks): the subnet's
+      // network, taken at the spec's prefix length, is the spec's block.
+      const prefix = Number(vpcCidr.split('/')[1]);
+      props.subnetIds.forEach((subnetId, i) => {
+        new DataAwsSubnet(this, `Subnet${i}`, {
+          id: subnetId,
+          lifecycle: {
+            postcondition: [
+              {
+                condition:
+                  `\${tonumber(split("/", self.cidr_block)[1]) >= ${prefix} && ` +
+                  `cidrsubnet(format("%s/%d", split("/", self.cidr_block)[0], ${prefix}), 0, 0) == "${vpcCidr}"}`,
+                errorMessage:
+                  `The Redis subnet ${subnetId} is not inside the platform spec's aws.vpcCidr (${vpcCidr}): the agents' NetworkPolicies open Redis egress to that range only. ` +
+                  `Give AgentCloud private subnets inside ${vpcCidr} ('privateSubnetIds'), or set aws.vpcCidr to the block they are in.`,
+              },
+            ],
+          },
+        });
       });
     }
 

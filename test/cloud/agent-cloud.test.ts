@@ -437,12 +437,22 @@ describe('AgentCloud options and relationships', () => {
     expect(check.condition).toBe(`\${contains(self.cidr_block_associations[*].cidr_block, "${platform.aws.vpcCidr}")}`);
     expect(check.error_message).toContain(`The platform spec's aws.vpcCidr (${platform.aws.vpcCidr}) is not a CIDR block of the VPC ${'vpc-0a1b2c3d4e5f67890'}`);
     expect(check.error_message).toContain('Set aws.vpcCidr in the platform spec');
+    // And each Redis subnet inside it: its network at the spec's prefix length is the spec's block.
+    const subnets = Object.values(tf.data!.aws_subnet);
+    expect(subnets.map((s) => s.id)).toEqual(['subnet-0a1b2c3d4e5f60001', 'subnet-0a1b2c3d4e5f60002', 'subnet-0a1b2c3d4e5f60003']);
+    for (const subnet of subnets) {
+      expect(subnet.lifecycle.postcondition[0].condition).toBe(
+        '${tonumber(split("/", self.cidr_block)[1]) >= 16 && cidrsubnet(format("%s/%d", split("/", self.cidr_block)[0], 16), 0, 0) == "10.0.0.0/16"}',
+      );
+      expect(subnet.lifecycle.postcondition[0].error_message).toContain(`The Redis subnet ${subnet.id} is not inside the platform spec's aws.vpcCidr (10.0.0.0/16)`);
+    }
 
     // Without vpcCidr, nothing to check (the Kubernetes side then needs a Redis peer of its own).
     const { vpcCidr: _, ...aws } = platform.aws;
     const stack = awsStack();
     agentCloud(stack, { spec: { ...platform, aws } });
     expect((synthJson(stack, true) as any).data?.aws_vpc).toBeUndefined();
+    expect((synthJson(stack, true) as any).data?.aws_subnet).toBeUndefined();
   });
 
   test('a spec without queues or provider keys: no KEDA role, no queue widgets, no rotation needed', () => {
