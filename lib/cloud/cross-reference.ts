@@ -3,7 +3,7 @@
  * Terraform JSON), checked on the output alone: no construct, no spec, nothing either side
  * derived. A name that differs on one side is a problem naming both ends.
  */
-import { IRSA_AUDIENCE, IRSA_ROLE_ANNOTATION } from '../spec/platform';
+import { IAM_ROLE_ARN, IRSA_AUDIENCE, IRSA_ROLE_ANNOTATION } from '../spec/platform';
 
 type Json = Record<string, any>;
 
@@ -25,7 +25,6 @@ export interface CrossReferenceOptions {
   readonly kedaOperator: ExternalServiceAccount;
 }
 
-const ROLE_ARN = /^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role\/(.+)$/;
 const QUEUE_URL = /^https:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\/(\d{12})\/([A-Za-z0-9_-]+(?:\.fifo)?)$/;
 /** `${aws_secretsmanager_secret.<id>.arn}` and the like. */
 const REFERENCE = /^\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}$/;
@@ -73,9 +72,14 @@ class CrossReferences {
     for (const secret of this.find('ExternalSecret')) {
       const target = `${this.namespaceOf(secret) ?? 'default'}/${secret.spec.target?.name ?? secret.metadata.name}`;
       const keys = produced.get(target) ?? new Set<string>();
-      for (const d of (secret.spec.data ?? []) as Json[]) keys.add(d.secretKey);
-      for (const d of (secret.spec.dataFrom ?? []) as Json[]) {
-        if (d.extract && this.resourceNamed('aws_secretsmanager_secret', d.extract.key)) for (const p of this.propertiesOf(d.extract.key)) keys.add(p);
+      const template = secret.spec.target?.template;
+      // A template's data keys are the Secret's; the fetched ones too only with mergePolicy Merge.
+      for (const key of Object.keys(template?.data ?? {})) keys.add(key);
+      if (!template?.data || template.mergePolicy === 'Merge') {
+        for (const d of (secret.spec.data ?? []) as Json[]) keys.add(d.secretKey);
+        for (const d of (secret.spec.dataFrom ?? []) as Json[]) {
+          if (d.extract && this.resourceNamed('aws_secretsmanager_secret', d.extract.key)) for (const p of this.propertiesOf(d.extract.key)) keys.add(p);
+        }
       }
       produced.set(target, keys);
     }
@@ -87,10 +91,10 @@ class CrossReferences {
         if (!value || typeof value !== 'object') return;
         const v = value as Json;
         const volume = v.secret;
-        if (volume && typeof volume === 'object' && Array.isArray(volume.items)) {
+        if (volume && typeof volume === 'object' && Array.isArray(volume.items) && !volume.optional) {
           for (const item of volume.items as Json[]) uses.push({ secret: volume.secretName ?? volume.name, key: item.key });
         }
-        if (v.secretKeyRef && typeof v.secretKeyRef === 'object') uses.push({ secret: v.secretKeyRef.name, key: v.secretKeyRef.key });
+        if (v.secretKeyRef && typeof v.secretKeyRef === 'object' && !v.secretKeyRef.optional) uses.push({ secret: v.secretKeyRef.name, key: v.secretKeyRef.key });
         Object.values(v).forEach(walk);
       };
       if (object.kind !== 'ExternalSecret' && object.kind !== 'Secret') walk(object.spec);
@@ -105,7 +109,7 @@ class CrossReferences {
 
   /** An IRSA role: in Terraform, in the account, trusting exactly `namespace/serviceAccount` for sts.amazonaws.com. */
   private checkRole(what: string, arn: string, namespace: string, serviceAccount: string): Json | undefined {
-    const match = ROLE_ARN.exec(arn);
+    const match = IAM_ROLE_ARN.exec(arn);
     if (!match) return this.problem(`${what}: '${arn}' is not an IAM role ARN`);
     if (this.accounts.length > 0 && !this.accounts.includes(match[2])) this.problem(`${what}: the role ${arn} is in account ${match[2]}, but the AWS provider allows ${this.accounts.join(', ') || 'any account'}`);
     const role = this.resourceNamed('aws_iam_role', match[3]);
@@ -136,7 +140,7 @@ class CrossReferences {
     const account = this.find('ServiceAccount').find((a) => a.metadata.name === accountName && this.namespaceOf(a) === this.namespaceOf(store));
     const arn = account?.metadata.annotations?.[IRSA_ROLE_ANNOTATION];
     if (!arn) return this.problem(`${what}: authenticates as ServiceAccount ${accountName}, which is not in the YAML with an ${IRSA_ROLE_ANNOTATION} annotation`);
-    const role = this.resourceNamed('aws_iam_role', ROLE_ARN.exec(arn)?.[3] ?? '');
+    const role = this.resourceNamed('aws_iam_role', IAM_ROLE_ARN.exec(arn)?.[3] ?? '');
     if (!role) return; // reported with the ServiceAccount
     const readable = new Set(
       this.allowed(role, 'secretsmanager:GetSecretValue').flatMap((resource) => {
@@ -202,7 +206,7 @@ class CrossReferences {
       const pod = this.scaledPod(scaled);
       const accountName = pod?.serviceAccountName;
       const workerArn = this.find('ServiceAccount').find((a) => a.metadata.name === accountName && this.namespaceOf(a) === this.namespaceOf(scaled))?.metadata.annotations?.[IRSA_ROLE_ANNOTATION];
-      const workerRole = workerArn && this.resourceNamed('aws_iam_role', ROLE_ARN.exec(workerArn)?.[3] ?? '');
+      const workerRole = workerArn && this.resourceNamed('aws_iam_role', IAM_ROLE_ARN.exec(workerArn)?.[3] ?? '');
       if (!workerRole) this.problem(`${what}: the worker's ServiceAccount ${accountName} has no role of the Terraform`);
       else if (!this.allowed(workerRole, 'sqs:ReceiveMessage').includes(queueArn)) this.problem(`${what}: the worker's role ${workerRole.name} may not receive from ${name}`);
     }

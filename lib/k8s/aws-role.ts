@@ -4,15 +4,14 @@
  * that ServiceAccount; `AgentPlatform.roleOf(agent)` derives the same ARN from the platform spec.
  */
 import type * as kplus from 'cdk8s-plus-28';
-import { IRSA_ROLE_ANNOTATION } from '../spec/platform';
+import { IAM_ROLE_ARN, IRSA_ROLE_ANNOTATION } from '../spec/platform';
 
 /** STS in the pod's own region: no dependency on the global endpoint (us-east-1). */
 const STS_REGIONAL_ENDPOINTS_ANNOTATION = 'eks.amazonaws.com/sts-regional-endpoints';
-const ROLE_ARN = /^arn:aws(-cn|-us-gov)?:iam::(\d{12}):role\/([\w+=,.@/-]{1,512})$/;
 
 /** Whether `arn` is the ARN of an IAM role. */
 export function isRoleArn(arn: unknown): arn is string {
-  return typeof arn === 'string' && ROLE_ARN.test(arn);
+  return typeof arn === 'string' && IAM_ROLE_ARN.test(arn);
 }
 
 /** The IAM role a ServiceAccount assumes through IRSA: `AwsRole.fromArn(arn)`, or `AgentPlatform.roleOf(agent)`. */
@@ -37,7 +36,7 @@ export class AwsRole {
     /** The role's ARN: the value of the ServiceAccount's `eks.amazonaws.com/role-arn` annotation. */
     public readonly arn: string,
   ) {
-    const match = ROLE_ARN.exec(arn)!;
+    const match = IAM_ROLE_ARN.exec(arn)!;
     this.accountId = match[2];
     this.roleName = match[3];
   }

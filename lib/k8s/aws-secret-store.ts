@@ -6,14 +6,12 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { SecretStore, SecretStoreSpecProviderAwsService } from '../imports/external-secrets.io_secretstores';
-import { platformNamesFor, type PlatformNames, type PlatformSpec } from '../spec/platform';
+import { AWS_REGION, platformNamesFor, type PlatformNames, type PlatformSpec } from '../spec/platform';
 import { AwsRole, bindAwsRole } from './aws-role';
-import { commonLabels, resolveName, resolveNamespace } from './names';
+import { commonLabels, DNS_LABEL, resolveName, resolveNamespace } from './names';
 import { SecretStoreRef } from './secrets';
 
 const COMPONENT = 'secret-store';
-const REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
-const DNS_LABEL = /^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Props of an AwsSecretStore. */
 export interface AwsSecretStoreProps {
@@ -93,7 +91,7 @@ export class AwsSecretStore extends Construct {
     this.name = resolveName('AwsSecretStore', 'aws-secrets-manager', props.name);
     const owner = `AwsSecretStore '${this.name}'`;
     this.namespace = resolveNamespace(this, props.namespace);
-    if (typeof props.region !== 'string' || !REGION.test(props.region)) {
+    if (typeof props.region !== 'string' || !AWS_REGION.test(props.region)) {
       throw new Error(`${owner}: 'region' ('${props.region}') must be an AWS region such as 'eu-central-1': the region the cloud side keeps the secrets in (the platform spec's 'aws.region').`);
     }
     this.region = props.region;

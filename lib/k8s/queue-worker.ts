@@ -21,6 +21,7 @@ import {
 import { ScaledObject, ScaledObjectSpecAdvancedScalingModifiersMetricType, type ScaledObjectSpec } from '../imports/keda.sh_scaledobjects';
 import { TriggerAuthentication, TriggerAuthenticationSpecPodIdentityProvider, type TriggerAuthenticationSpec } from '../imports/keda.sh_triggerauthentications';
 import { SIDECAR_NODE_FLAGS } from '../spec';
+import { AWS_REGION } from '../spec/platform';
 import { AGENT_CONTAINER_NAME, AgentService, SIDECAR_CONTAINER_NAME, type AgentServiceProps, type AgentWorkload } from './agent-service';
 import { AwsRole, bindAwsRole, isRoleArn } from './aws-role';
 import { commonLabels, nameFromId } from './names';
@@ -170,7 +171,6 @@ interface RedisSpec {
 
 const SQS_HOST = /^sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/;
 const SQS_PATH = /^\/(\d{12})\/([A-Za-z0-9_-]{1,80}(\.fifo)?)$/;
-const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 const REDIS_URL = /^(rediss?):\/\/([^/\s:@[\]]+|\[[0-9a-fA-F:.]+\])(?::(\d+))?(?:\/(\d{1,2}))?$/;
 const REDIS_KEY = /^\S{1,512}$/;
 
@@ -196,7 +196,7 @@ export class WorkerQueue {
     const fromHost = SQS_HOST.exec(url.hostname)?.[1];
     const region = options.region ?? fromHost;
     if (!region) throw new Error(`${what}: set 'region': it cannot be read from the queue URL's host (${url.hostname}).`);
-    if (!REGION.test(region)) throw new Error(`${what}: 'region' ('${region}') is not an AWS region like eu-central-1.`);
+    if (!AWS_REGION.test(region)) throw new Error(`${what}: 'region' ('${region}') is not an AWS region like eu-central-1.`);
     if (fromHost && options.region && fromHost !== options.region) {
       throw new Error(`${what}: 'region' (${options.region}) is not the queue URL's region (${fromHost}); remove 'region' or fix the URL.`);
     }

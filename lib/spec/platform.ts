@@ -161,6 +161,11 @@ export interface ProviderKeyDeclaration {
 /** The JSON property of a provider key secret holding the key. */
 export const PROVIDER_KEY_PROPERTY = 'api_key';
 /** The JSON properties of the Redis connection secret Terraform writes: `rediss://host:port` (no credentials) and the AUTH token. */
+/** An AWS region name: eu-central-1, us-gov-west-1, cn-north-1. */
+export const AWS_REGION = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
+/** An IAM role ARN: partition, account id, role name with its path. */
+export const IAM_ROLE_ARN = /^arn:aws(-cn|-us-gov)?:iam::(\d{12}):role\/([\w+=,.@/-]{1,512})$/;
+
 export const APPROVER_TOKEN_PROPERTY = 'token';
 export const REDIS_URL_PROPERTY = 'url';
 export const REDIS_AUTH_TOKEN_PROPERTY = 'auth_token';
@@ -223,7 +228,7 @@ export const PlatformSpecSchema = z
         error: "must be lowercase letters, digits and single '-', starting with a letter and ending with a letter or digit",
       }),
     aws: z.strictObject({
-      region: z.string().regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/, { error: "must be an AWS region such as 'eu-central-1'" }),
+      region: z.string().regex(AWS_REGION, { error: "must be an AWS region such as 'eu-central-1'" }),
       accountId: z.string().regex(/^\d{12}$/, { error: 'must be the 12-digit AWS account id, as a string' }),
       vpcCidr: z
         .string()

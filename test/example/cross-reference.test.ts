@@ -187,6 +187,25 @@ describe('a name changed on one side is caught', () => {
     ]);
   });
 
+  test('a templated ExternalSecret produces its template keys (and the fetched ones only with mergePolicy Merge); optional refs are not required', () => {
+    const templated = (mergePolicy?: string) =>
+      changed(objects, (o) => {
+        of('ExternalSecret', 'support-chat-sidecar-secrets')(o).spec.target.template = { data: { 'approver-token': '{{ .token }}' }, ...(mergePolicy ? { mergePolicy } : {}) };
+      });
+    // Replace (the default): only approver-token is in the Secret, but the pod also takes the Redis keys.
+    expect(problems(templated(), tf).map((p) => p.replace(/ \(it produces .*\)$/, ''))).toEqual([
+      'Deployment agents/support-chat: takes the key redis-url of the Secret support-chat-sidecar-secrets, which its ExternalSecret does not produce',
+      'Deployment agents/support-chat: takes the key redis-password of the Secret support-chat-sidecar-secrets, which its ExternalSecret does not produce',
+    ]);
+    expect(problems(templated('Merge'), tf)).toEqual([]);
+    const optional = changed(objects, (o) => {
+      const data = of('ExternalSecret', 'support-chat-sidecar-secrets')(o).spec.data as Json[];
+      data.find((d) => d.secretKey === 'approver-token')!.secretKey = 'approvers';
+      for (const v of of('Deployment', 'support-chat')(o).spec.template.spec.volumes as Json[]) if (v.secret?.items?.some((i: Json) => i.key === 'approver-token')) v.secret.optional = true;
+    });
+    expect(problems(optional, tf)).toEqual([]);
+  });
+
   test("the SecretStore's role without a secret the ExternalSecrets read, or with one they do not", () => {
     const cloud = changed(tf, (t) => {
       const policy = Object.values(t.resource.aws_iam_role_policy).find((p) => p.policy.includes('ReadPlatformSecrets'))!;
