@@ -129,29 +129,14 @@ export class AgentCloud extends Construct {
     }
 
     // The platform's own shared secrets, generated: no kubectl step between apply and the first sync.
-    for (const gateway of names.gateways()) {
-      this.signingKeys.set(
-        gateway.gateway,
-        new GeneratedSecret(this, `${pascalCase(gateway.gateway)}SigningKeys`, {
-          secretName: gateway.secretName,
-          description: `Signing keys the sidecars of ${gateway.agents.join(', ')} prove their identity to the gateway ${gateway.gateway} with, one per agent`,
-          properties: gateway.agents,
-          key: this.key,
-          tags,
-        }),
-      );
+    const generated = (id: string, secretName: string, description: string, properties: readonly string[]) =>
+      new GeneratedSecret(this, id, { secretName, description, properties, key: this.key, tags });
+    for (const g of names.gateways()) {
+      const description = `Signing keys the sidecars of ${g.agents.join(', ')} prove their identity to the gateway ${g.gateway} with, one per agent`;
+      this.signingKeys.set(g.gateway, generated(`${pascalCase(g.gateway)}SigningKeys`, g.secretName, description, g.agents));
     }
-    for (const token of names.approverTokens()) {
-      this.approverTokens.set(
-        token.agent,
-        new GeneratedSecret(this, `${pascalCase(token.agent)}ApproverToken`, {
-          secretName: token.secretName,
-          description: `Bearer token of the approvals API of ${token.agent}`,
-          properties: [token.property],
-          key: this.key,
-          tags,
-        }),
-      );
+    for (const t of names.approverTokens()) {
+      this.approverTokens.set(t.agent, generated(`${pascalCase(t.agent)}ApproverToken`, t.secretName, `Bearer token of the approvals API of ${t.agent}`, [t.property]));
     }
 
     const role = (id: string, roleName: string, namespace: string, serviceAccount: string, statements: PolicyStatement[]) =>
