@@ -110,3 +110,10 @@ export function withinOnePrivateRange(cidr: string): boolean {
   const block = parseCidr(cidr);
   return !!block && declarableRanges().some((range) => within(block, parseCidr(range)!));
 }
+
+/** Whether `cidr` contains the single address `address` (IPv4 or IPv6). */
+export function coversAddress(cidr: string, address: string): boolean {
+  const block = parseCidr(cidr);
+  const one = parseCidr(`${address}/${address.includes(':') ? 128 : 32}`);
+  return !!block && !!one && within(one, block);
+}

@@ -5,7 +5,7 @@
  */
 import { PART_OF } from '../names';
 import { NON_INTERNET_RANGES, PRIVATE_EGRESS_ANNOTATION } from '../network';
-import { METADATA_ADDRESS, nonInternetReach, parseCidr, withinOnePrivateRange } from './cidr';
+import { coversAddress, METADATA_ADDRESS, nonInternetReach, parseCidr, withinOnePrivateRange } from './cidr';
 import { apiGroup, asArray, asObject, labelsOf, namespaceOf, selects, type Json, type PodTemplate } from './manifest';
 import { MIN_REASON_LENGTH, podRule, RuleLevel, type K8sRule, type RuleContext, type RuleViolation } from './rule';
 
@@ -32,7 +32,7 @@ function declaredPrivateEgress(policy: Json): { declared: PrivateEgressDeclarati
       problems.push({ path, problem: `${where} is not '<CIDR> <TCP port>[,<port>...] <reason>', so it declares nothing` });
     } else if (m[3].trim().length < MIN_REASON_LENGTH) {
       problems.push({ path, problem: `${where} gives no reason of at least ${MIN_REASON_LENGTH} characters: say what the agents reach there` });
-    } else if (METADATA_ADDRESSES.some((address) => covers(m[1], address))) {
+    } else if (METADATA_ADDRESSES.some((address) => coversAddress(m[1], address))) {
       problems.push({ path, problem: `${where} covers the cloud metadata endpoint (${METADATA_ADDRESSES.join(', ')}), which no declaration can open: it hands out the node's credentials` });
     } else if (!withinOnePrivateRange(m[1])) {
       problems.push({ path, problem: `${where} is not inside one private range (10.0.0.0/8, 100.64.0.0/10, 172.16.0.0/12, 192.168.0.0/16, fc00::/7), so it declares nothing: name the private block the agents must reach` });
@@ -45,12 +45,6 @@ function declaredPrivateEgress(policy: Json): { declared: PrivateEgressDeclarati
 
 /** The cloud metadata endpoint, IPv4 and (AWS) IPv6. */
 const METADATA_ADDRESSES = [METADATA_ADDRESS, 'fd00:ec2::254'];
-
-function covers(cidr: string, address: string): boolean {
-  const block = parseCidr(cidr);
-  const one = parseCidr(`${address}/${address.includes(':') ? 128 : 32}`);
-  return !!block && !!one && block.bits === one.bits && block.first <= one.first && one.last <= block.last;
-}
 
 /** The TCP ports an egress rule opens; undefined when it opens every port or any other protocol. */
 function tcpPorts(rule: Json): number[] | undefined {
